@@ -1,0 +1,150 @@
+"""Train the clustering network on one graph: seed, device, stopping rule, progress and cancel."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import losses
+from .gnn import ClusterNet, normalized_adjacency
+from .graph import Graph, affinity_factors
+from .settings import Settings
+
+
+class SegmentationCancelled(Exception):
+    """Raised inside a run when its ``cancel`` callable returns True."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a progress callback receives after each epoch."""
+
+    stage: str
+    epoch: int
+    epochs: int
+    loss: float
+
+
+@dataclass
+class Clustering:
+    """The outcome of clustering one graph.
+
+    Attributes
+    ----------
+    assignments : ndarray of float32, shape (n, k)
+        Soft assignment S (rows sum to 1).
+    labels : ndarray of int64, shape (n,)
+        ``argmax`` of each row.
+    loss_history : list of float
+        Loss after each epoch (empty for non-iterative methods).
+    """
+
+    assignments: np.ndarray
+    labels: np.ndarray
+    loss_history: list[float] = field(default_factory=list)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` -> CUDA, else MPS, else CPU; an explicit device must be available."""
+    cuda = torch.cuda.is_available()
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if device == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if device == "cuda" and not cuda:
+        raise ValueError("device='cuda' was asked for, but torch sees no CUDA device")
+    if device == "mps" and not mps:
+        raise ValueError("device='mps' was asked for, but torch sees no MPS device")
+    if device not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'mps', got {device!r}")
+    return torch.device(device)
+
+
+def node_inputs(graph: Graph, position_weight: float) -> np.ndarray:
+    """The network's input X: node features and centroids, each column standardised, positions
+    scaled by ``position_weight``."""
+
+    def standardise(a: np.ndarray) -> np.ndarray:
+        a = a.astype(np.float64)
+        std = a.std(0)
+        return (a - a.mean(0)) / np.where(std > 0, std, 1.0)
+
+    parts = [standardise(graph.features)]
+    if position_weight > 0:
+        parts.append(position_weight * standardise(graph.positions))
+    return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+def _loss_function(graph: Graph, loss: str, settings: Settings, device: torch.device) -> Callable:
+    edges = torch.from_numpy(graph.edges).to(device)
+    weights = torch.from_numpy(graph.weights).to(device)
+    degree = torch.zeros(graph.n_nodes, dtype=torch.float32, device=device)
+    degree.index_add_(0, edges[:, 0], weights).index_add_(0, edges[:, 1], weights)
+    if loss == "ncut":
+        return lambda S: losses.ncut_loss(S, edges, weights, degree)
+    if loss == "mincut":
+        return lambda S: losses.mincut_loss(S, edges, weights, degree)
+    if loss == "modularity":
+        return lambda S: losses.modularity_loss(S, edges, weights, degree)
+    if loss == "cc":
+        Z = torch.from_numpy(affinity_factors(graph.features, graph.sigma, seed=settings.seed)).to(device)
+        return lambda S: losses.correlation_clustering_loss(S, Z, settings.cc_shift)
+    raise ValueError(f"loss must be one of 'ncut', 'mincut', 'cc', 'modularity', got {loss!r}")
+
+
+def train_clustering(
+    graph: Graph,
+    n_clusters: int,
+    settings: Settings,
+    loss: str | None = None,
+    stage: str = "",
+    progress: Callable[[Progress], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> Clustering:
+    """Fit a :class:`~napari_deepcut.gnn.ClusterNet` to one graph by minimising a clustering loss.
+
+    AdamW, at most ``settings.epochs`` epochs; training stops once the loss has not improved by a
+    relative ``settings.tolerance`` for ``settings.patience`` epochs. The weights are initialised
+    from ``settings.seed`` (the caller's global torch RNG is left untouched), so a CPU run is
+    repeatable bit for bit.
+
+    Raises
+    ------
+    SegmentationCancelled
+        As soon as ``cancel()`` returns True (checked after every epoch).
+    """
+    device = resolve_device(settings.device)
+    loss_fn = _loss_function(graph, loss or settings.loss, settings, device)
+    adjacency = normalized_adjacency(graph.edges, graph.weights, graph.n_nodes).to(device)
+    x = torch.from_numpy(node_inputs(graph, settings.position_weight)).to(device)
+    propagated = ClusterNet.propagate(adjacency, x)
+
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(settings.seed)
+        model = ClusterNet(x.shape[1], n_clusters, settings.conv_hidden, settings.mlp_hidden).to(device)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate)
+
+    history: list[float] = []
+    best, since_best = np.inf, 0
+    for epoch in range(settings.epochs):
+        optimiser.zero_grad()
+        value = loss_fn(model(propagated))
+        value.backward()
+        optimiser.step()
+        history.append(value.item())
+        if progress is not None:
+            progress(Progress(stage, epoch + 1, settings.epochs, history[-1]))
+        if cancel is not None and cancel():
+            raise SegmentationCancelled(f"cancelled at epoch {epoch + 1} of {stage or 'training'}")
+        if history[-1] < best - settings.tolerance * abs(best if np.isfinite(best) else 1.0):
+            best, since_best = history[-1], 0
+        else:
+            since_best += 1
+            if since_best >= settings.patience:
+                break
+
+    with torch.no_grad():
+        S = model(propagated).cpu().numpy()
+    return Clustering(S, S.argmax(1), history)

@@ -1,0 +1,342 @@
+"""Image to graph: nodes (SLIC superpixels or the pixels of a downsampled image), node features and
+sparse affinities ``w_ij = exp(-|c_i - c_j|^2 / sigma)`` on the edges between touching nodes.
+
+Both kinds of node are a *node label image*: an integer array of the image's spatial shape giving the
+node of every pixel (-1 outside the mask). Features, positions and edges are computed from it the same
+way for both, so a new kind of node only has to produce that image.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+from skimage.color import rgb2lab
+from skimage.segmentation import slic
+
+from .image import PreparedImage
+from .settings import Settings
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A region graph of one image.
+
+    Attributes
+    ----------
+    node_labels : ndarray of int64, the image's spatial shape
+        Node index of every pixel; -1 where a pixel belongs to no node (outside the mask).
+    features : ndarray of float32, shape (n, f)
+        Mean feature vector ``c_i`` of each node (colour / intensity, then optional texture).
+    positions : ndarray of float32, shape (n, ndim)
+        Centroid of each node in physical units (``spacing`` applied).
+    sizes : ndarray of int64, shape (n,)
+        Number of pixels of each node.
+    border : ndarray of int64, shape (n,)
+        Number of each node's pixels lying on the image border.
+    edges : ndarray of int64, shape (m, 2)
+        Undirected edges ``(i, j)`` with ``i < j``, each listed once.
+    weights : ndarray of float32, shape (m,)
+        Affinity of each edge.
+    sigma : float
+        The affinity scale used.
+    """
+
+    node_labels: np.ndarray
+    features: np.ndarray
+    positions: np.ndarray
+    sizes: np.ndarray
+    border: np.ndarray
+    edges: np.ndarray
+    weights: np.ndarray
+    sigma: float
+
+    @property
+    def n_nodes(self) -> int:
+        return len(self.sizes)
+
+    def to_image(self, node_values: np.ndarray, fill=0) -> np.ndarray:
+        """Paint a per-node value onto the pixels: ``out[p] = node_values[node_labels[p]]``."""
+        values = np.asarray(node_values)
+        lookup = np.append(values, np.asarray(fill, values.dtype))  # index -1 -> fill
+        return lookup[self.node_labels]
+
+
+# --- nodes -------------------------------------------------------------------------------------
+
+
+def _consecutive(labels: np.ndarray) -> np.ndarray:
+    """Relabel non-negative labels to 0..n-1 in order, keeping -1."""
+    valid = labels >= 0
+    present = np.bincount(labels[valid].ravel()) > 0
+    lookup = np.append(np.cumsum(present) - 1, -1)
+    return lookup[np.where(valid, labels, -1)]
+
+
+def superpixel_labels(
+    image: PreparedImage,
+    n_segments: int,
+    compactness: float = 10.0,
+    smoothing: float = 1.0,
+    mask: np.ndarray | None = None,
+) -> np.ndarray:
+    """SLIC superpixels (Achanta et al. 2012) as a node label image.
+
+    Colour distance is measured in CIE Lab for RGB images and on intensities scaled to [0, 100]
+    (the range of Lab's L) otherwise, so one ``compactness`` suits both.
+
+    Returns
+    -------
+    ndarray of int64, the image's spatial shape: superpixel 0..n-1, -1 outside ``mask``.
+    """
+    data = image.data if image.rgb else image.data * 100.0
+    labels = slic(
+        data,
+        n_segments=n_segments,
+        compactness=compactness,
+        sigma=smoothing,
+        spacing=np.asarray(image.spacing) / min(image.spacing),
+        convert2lab=image.rgb,
+        enforce_connectivity=True,
+        start_label=1,
+        mask=mask,
+        channel_axis=-1,
+    )
+    return _consecutive(labels.astype(np.int64) - 1)
+
+
+def pixel_labels(
+    spatial_shape: tuple[int, ...], factor: int, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel nodes: one node per ``factor``-wide block of pixels (1 = every pixel is a node).
+
+    Returns
+    -------
+    node_labels : ndarray of int64, ``spatial_shape``
+        Node of each pixel, -1 outside ``mask``.
+    grid : ndarray of int64, the downsampled shape
+        Node of each block, -1 for blocks with no pixel in the mask; its adjacency is the graph's.
+    """
+    grid_shape = tuple(-(-s // factor) for s in spatial_shape)
+    block_of_axis = np.ix_(*[np.arange(s) // factor for s in spatial_shape])
+    blocks = np.ravel_multi_index(block_of_axis, grid_shape)  # broadcasts to the full shape
+    if mask is None:
+        grid = np.arange(int(np.prod(grid_shape)), dtype=np.int64).reshape(grid_shape)
+        return np.ascontiguousarray(blocks, np.int64), grid
+    present = np.bincount(blocks[mask], minlength=int(np.prod(grid_shape))) > 0
+    lookup = np.where(present, np.cumsum(present) - 1, -1)
+    return np.where(mask, lookup[blocks], -1), lookup.reshape(grid_shape)
+
+
+def pixel_factor(spatial_shape: tuple[int, ...], downsample: int, max_nodes: int) -> int:
+    """The block size: ``downsample`` if given (>= 1), else the smallest giving <= ``max_nodes``."""
+    if downsample >= 1:
+        return downsample
+    factor = 1
+    while np.prod([-(-s // factor) for s in spatial_shape]) > max_nodes:
+        factor += 1
+    return factor
+
+
+# --- edges -------------------------------------------------------------------------------------
+
+
+def neighbour_offsets(ndim: int, connectivity: int) -> list[tuple[int, ...]]:
+    """Half of the neighbourhood of a pixel: offsets in {-1, 0, 1}^ndim with at most
+    ``connectivity`` non-zero entries, the first of them positive (each pair is seen once)."""
+    offsets = []
+    for offset in itertools.product((-1, 0, 1), repeat=ndim):
+        nonzero = [o for o in offset if o]
+        if nonzero and nonzero[0] > 0 and len(nonzero) <= connectivity:
+            offsets.append(offset)
+    return offsets
+
+
+def region_adjacency(labels: np.ndarray, connectivity: int = 1) -> np.ndarray:
+    """Pairs of labels whose pixels touch.
+
+    Parameters
+    ----------
+    labels : ndarray of int
+        Label image; negative labels are not regions.
+    connectivity : int
+        Pixels touch along at most this many axes at once (1: 4-/6-neighbours; ndim: 8-/26-).
+
+    Returns
+    -------
+    ndarray of int64, shape (m, 2): unique pairs ``(i, j)``, ``i < j``, sorted.
+    """
+    n = int(labels.max()) + 1 if labels.size else 0
+    keys = []
+    for offset in neighbour_offsets(labels.ndim, connectivity):
+        a = labels[tuple(slice(max(0, -d), s - max(0, d)) for d, s in zip(offset, labels.shape))]
+        b = labels[tuple(slice(max(0, d), s - max(0, -d)) for d, s in zip(offset, labels.shape))]
+        touching = (a != b) & (a >= 0) & (b >= 0)
+        a, b = a[touching], b[touching]
+        keys.append(np.minimum(a, b).astype(np.int64) * n + np.maximum(a, b))
+    keys = np.unique(np.concatenate(keys)) if keys else np.empty(0, np.int64)
+    return np.stack([keys // max(n, 1), keys % max(n, 1)], axis=1)
+
+
+# --- features ----------------------------------------------------------------------------------
+
+
+def colour_maps(image: PreparedImage) -> np.ndarray:
+    """Per-pixel colour features ``(*spatial, C)``: CIE Lab / 100 for RGB, else the intensities."""
+    if image.rgb:
+        return (rgb2lab(image.data, channel_axis=-1) / 100.0).astype(np.float32)
+    return image.data
+
+
+def texture_maps(image: PreparedImage) -> np.ndarray:
+    """Per-pixel texture and edge responses ``(*spatial, F)`` (scikit-image's
+    ``multiscale_basic_features``: Gaussian-smoothed gradient magnitude and Hessian eigenvalues at
+    sigmas 1..8 px, of the luminance / each channel), each scaled to unit standard deviation."""
+    from skimage.feature import multiscale_basic_features
+
+    maps = multiscale_basic_features(
+        colour_maps(image)[..., :1] if image.rgb else image.data,
+        intensity=False,
+        edges=True,
+        texture=True,
+        sigma_min=1,
+        sigma_max=8,
+        num_sigma=3,
+        channel_axis=-1,
+    ).astype(np.float32)
+    scale = maps.reshape(-1, maps.shape[-1]).std(0)
+    return maps / np.where(scale > 0, scale, 1.0)
+
+
+def feature_maps(image: PreparedImage, kind: str) -> np.ndarray:
+    """Per-pixel features of the requested ``kind`` (``"colour"`` or ``"texture"``)."""
+    colour = colour_maps(image)
+    if kind == "colour":
+        return colour
+    if kind == "texture":
+        # Colour keeps its weight: the texture group as a whole gets the colour group's variance.
+        texture = texture_maps(image)
+        colour_var = colour.reshape(-1, colour.shape[-1]).var(0).sum()
+        texture *= np.sqrt(colour_var / texture.shape[-1])
+        return np.concatenate([colour, texture], axis=-1)
+    raise ValueError(f"features must be 'colour' or 'texture', got {kind!r}")
+
+
+def node_means(values: np.ndarray, node_labels: np.ndarray, n_nodes: int) -> np.ndarray:
+    """Mean of per-pixel ``values`` ``(*spatial, F)`` over each node: ``c_i = mean_{p in i} v_p``."""
+    flat = node_labels.ravel()
+    inside = flat >= 0
+    nodes = flat[inside]
+    counts = np.bincount(nodes, minlength=n_nodes).astype(np.float64)
+    table = values.reshape(flat.size, -1)[inside]
+    sums = np.stack(
+        [np.bincount(nodes, weights=table[:, f], minlength=n_nodes) for f in range(table.shape[1])],
+        axis=1,
+    )
+    return (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
+
+
+def _border_mask(shape: tuple[int, ...]) -> np.ndarray:
+    border = np.zeros(shape, bool)
+    for axis in range(len(shape)):
+        index = [slice(None)] * len(shape)
+        for end in (0, -1):
+            index[axis] = end
+            border[tuple(index)] = True
+    return border
+
+
+# --- affinities --------------------------------------------------------------------------------
+
+
+def affinity_weights(
+    features: np.ndarray, edges: np.ndarray, sigma: float | None = None
+) -> tuple[np.ndarray, float]:
+    """Gaussian affinities on edges: ``w_ij = exp(-|c_i - c_j|^2 / sigma)``.
+
+    Parameters
+    ----------
+    features : ndarray, shape (n, f)
+        Node features ``c_i``.
+    edges : ndarray of int, shape (m, 2)
+    sigma : float, optional
+        Scale; ``None`` or 0 picks the median of the positive squared distances over the edges
+        (1 when there are none).
+
+    Returns
+    -------
+    weights : ndarray of float32, shape (m,)
+    sigma : float
+    """
+    diff = features[edges[:, 0]].astype(np.float64) - features[edges[:, 1]]
+    dist2 = np.einsum("ij,ij->i", diff, diff)
+    if not sigma:
+        positive = dist2[dist2 > 1e-12]
+        sigma = float(np.median(positive)) if positive.size else 1.0
+    return np.exp(-dist2 / sigma).astype(np.float32), float(sigma)
+
+
+def build_graph(image: PreparedImage, settings: Settings, mask: np.ndarray | None = None) -> Graph:
+    """Turn an image (restricted to ``mask`` if given) into a region graph as ``settings`` say.
+
+    Raises
+    ------
+    ValueError
+        If ``n_segments`` exceeds the number of pixels, or ``mask`` leaves no pixel.
+    """
+    shape = image.spatial_shape
+    n_pixels = int(np.prod(shape)) if mask is None else int(mask.sum())
+    if n_pixels == 0:
+        raise ValueError("foreground_mask is empty: there are no pixels to segment")
+    if settings.nodes == "superpixels":
+        if mask is None and settings.n_segments > n_pixels:
+            raise ValueError(
+                f"n_segments={settings.n_segments} is more than the image's {n_pixels} pixels"
+            )
+        node_labels = superpixel_labels(
+            image,
+            min(settings.n_segments, n_pixels),
+            settings.compactness,
+            settings.smoothing,
+            mask,
+        )
+        edges = region_adjacency(node_labels, settings.connectivity)
+    elif settings.nodes == "pixels":
+        factor = pixel_factor(shape, settings.downsample, settings.max_pixel_nodes)
+        node_labels, grid = pixel_labels(shape, factor, mask)
+        edges = region_adjacency(grid, settings.connectivity)
+    else:
+        raise ValueError(f"nodes must be 'superpixels' or 'pixels', got {settings.nodes!r}")
+
+    n = int(node_labels.max()) + 1
+    features = node_means(feature_maps(image, settings.features), node_labels, n)
+    coords = np.stack(
+        np.meshgrid(*[np.arange(s, dtype=np.float32) * sp for s, sp in zip(shape, image.spacing)], indexing="ij"),
+        axis=-1,
+    )
+    positions = node_means(coords, node_labels, n)
+    flat = node_labels.ravel()
+    sizes = np.bincount(flat[flat >= 0], minlength=n)
+    on_border = node_labels[_border_mask(shape)]
+    border = np.bincount(on_border[on_border >= 0], minlength=n)
+    weights, sigma = affinity_weights(features, edges, settings.affinity_sigma or None)
+    return Graph(node_labels, features, positions, sizes, border, edges, weights, sigma)
+
+
+def affinity_factors(
+    features: np.ndarray, sigma: float, n_factors: int = 256, seed: int = 0
+) -> np.ndarray:
+    """Random Fourier features ``Z`` (Rahimi & Recht 2007) with ``Z Z^T ~ W``, the Gaussian affinity
+    ``w_ij = exp(-|c_i - c_j|^2 / sigma)`` between *all* node pairs, without forming W.
+
+    ``z(c) = sqrt(2 / D) cos(Omega c + b)``, ``Omega ~ N(0, 2 / sigma)``, ``b ~ U[0, 2 pi)``.
+
+    Returns
+    -------
+    ndarray of float32, shape (n, n_factors)
+    """
+    rng = np.random.default_rng(seed)
+    omega = rng.normal(0.0, np.sqrt(2.0 / sigma), size=(features.shape[1], n_factors))
+    phase = rng.uniform(0.0, 2 * np.pi, size=n_factors)
+    return (np.sqrt(2.0 / n_factors) * np.cos(features @ omega + phase)).astype(np.float32)

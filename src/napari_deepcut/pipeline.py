@@ -1,0 +1,327 @@
+"""The two stages: foreground / background, then parts inside a foreground mask."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from scipy import ndimage
+
+from .baselines import spectral_ncut
+from .cluster import Clustering, Progress, train_clustering
+from .graph import Graph, build_graph
+from .image import PreparedImage, prepare_image
+from .settings import Settings, from_kwargs
+
+ProgressCallback = Callable[[Progress], None]
+CancelCheck = Callable[[], bool]
+
+
+@dataclass
+class StageResult:
+    """One stage's output and what a GUI needs to show how it came about.
+
+    Attributes
+    ----------
+    labels : ndarray
+        The stage's label image (the input's spatial shape).
+    graph : Graph or None
+        Nodes, features and affinities (``graph.node_labels`` is the superpixel / block image);
+        None when nothing was clustered (constant image, empty mask).
+    clustering : Clustering or None
+        Soft assignments per node and the loss curve.
+    n_clusters : int
+        Number of clusters found (non-empty).
+    seconds : float
+        Wall time of the stage.
+    """
+
+    labels: np.ndarray
+    graph: Graph | None
+    clustering: Clustering | None
+    n_clusters: int
+    seconds: float
+
+
+@dataclass
+class Segmentation:
+    """Result of :func:`segment`.
+
+    Attributes
+    ----------
+    foreground : ndarray of uint8
+        1 = foreground, 0 = background; the input's spatial shape.
+    parts : ndarray of uint16 or None
+        0 = background, parts 1..k ordered by decreasing size; None when no parts were asked for.
+    foreground_stage, parts_stage : StageResult
+        Details of each stage (``parts_stage`` is None without parts).
+    settings : Settings
+        Every setting used.
+    """
+
+    foreground: np.ndarray
+    parts: np.ndarray | None
+    foreground_stage: StageResult
+    parts_stage: StageResult | None
+    settings: Settings
+
+    def metadata(self) -> dict:
+        """Settings, version and per-stage facts, for a layer's or a file's metadata."""
+        return run_metadata(self.settings, self.foreground_stage, self.parts_stage)
+
+
+def run_metadata(settings: Settings, *stages: StageResult | None) -> dict:
+    from . import __version__
+
+    info = {"napari_deepcut_version": __version__, "settings": settings.as_dict()}
+    for name, stage in zip(("foreground", "parts"), stages):
+        if stage is not None and stage.graph is not None:
+            info[name] = {
+                "n_nodes": stage.graph.n_nodes,
+                "n_edges": len(stage.graph.edges),
+                "affinity_sigma": stage.graph.sigma,
+                "n_clusters": stage.n_clusters,
+                "epochs_run": len(stage.clustering.loss_history),
+                "final_loss": stage.clustering.loss_history[-1] if stage.clustering.loss_history else None,
+                "seconds": round(stage.seconds, 3),
+            }
+    return info
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _cluster(
+    graph: Graph, k: int, settings: Settings, loss: str, stage: str, progress, cancel
+) -> Clustering:
+    if settings.clustering == "spectral":
+        return spectral_ncut(graph, k, seed=settings.seed)
+    runs = [
+        train_clustering(
+            graph, k, settings.replace(seed=settings.seed + r), loss, stage, progress, cancel
+        )
+        for r in range(settings.restarts)
+    ]
+    return min(runs, key=lambda run: run.loss_history[-1])
+
+
+def background_cluster(graph: Graph, labels: np.ndarray, n_clusters: int = 2) -> int:
+    """The cluster that is background: the one touching the image border most for its size.
+
+    Score of cluster c: ``(border pixels in c / all border pixels) / (pixels in c / all pixels)``,
+    the boundary-connectivity prior of salient-object detection (Zhu et al. 2014): objects of
+    interest rarely fill the image's edge. Ties go to the larger cluster.
+    """
+    area = np.bincount(labels, weights=graph.sizes, minlength=n_clusters)
+    border = np.bincount(labels, weights=graph.border, minlength=n_clusters)
+    area_share = area / max(area.sum(), 1)
+    border_share = border / max(border.sum(), 1)
+    score = np.where(area > 0, border_share / np.maximum(area_share, 1e-12), -np.inf)
+    return int(np.lexsort((area, score))[-1])
+
+
+def clean_foreground(mask: np.ndarray, keep_largest: bool, fill_holes: bool) -> np.ndarray:
+    """Optional post-processing of a binary mask: keep its largest component, fill its holes."""
+    if keep_largest and mask.any():
+        components, n = ndimage.label(mask)
+        if n > 1:
+            sizes = np.bincount(components.ravel())
+            sizes[0] = 0
+            mask = components == sizes.argmax()
+    if fill_holes:
+        mask = ndimage.binary_fill_holes(mask)
+    return mask
+
+
+def _ordered_parts(graph: Graph, labels: np.ndarray, k: int) -> tuple[np.ndarray, int]:
+    """Map cluster ids to parts 1..K, largest first; empty clusters disappear."""
+    area = np.bincount(labels, weights=graph.sizes, minlength=k)
+    order = np.argsort(-area, kind="stable")
+    present = order[area[order] > 0]
+    lookup = np.zeros(k, np.uint16)
+    lookup[present] = np.arange(1, len(present) + 1)
+    return lookup[labels], len(present)
+
+
+def _check_parts(parts) -> None:
+    if isinstance(parts, str):
+        if parts != "auto":
+            raise ValueError(f"parts must be an integer >= 2 or 'auto', got {parts!r}")
+    elif isinstance(parts, bool) or not isinstance(parts, (int, np.integer)):
+        raise TypeError(f"parts must be an integer >= 2 or 'auto', got {parts!r}")
+    elif parts < 2:
+        raise ValueError(f"parts must be at least 2 (or 'auto'), got {parts}")
+
+
+# --- stages ------------------------------------------------------------------------------------
+
+
+def foreground_stage(
+    image: PreparedImage,
+    settings: Settings,
+    progress: ProgressCallback | None = None,
+    cancel: CancelCheck | None = None,
+) -> StageResult:
+    """Stage 1: a 2-way cut of the whole image; the cluster hugging the border is background."""
+    start = time.perf_counter()
+    if image.constant:
+        return StageResult(np.zeros(image.spatial_shape, np.uint8), None, None, 0, 0.0)
+    graph = build_graph(image, settings)
+    clustering = _cluster(graph, 2, settings, settings.loss, "foreground", progress, cancel)
+    background = background_cluster(graph, clustering.labels)
+    foreground = graph.to_image(clustering.labels != background, fill=False)
+    foreground = clean_foreground(foreground, settings.keep_largest, settings.fill_holes)
+    n_found = len(np.unique(clustering.labels))
+    return StageResult(foreground.astype(np.uint8), graph, clustering, n_found, time.perf_counter() - start)
+
+
+def parts_stage(
+    image: PreparedImage,
+    foreground_mask: np.ndarray,
+    parts: int | str,
+    settings: Settings,
+    progress: ProgressCallback | None = None,
+    cancel: CancelCheck | None = None,
+) -> StageResult:
+    """Stage 2: cluster the nodes inside ``foreground_mask`` into ``parts`` parts.
+
+    With ``parts="auto"`` the number is found by correlation clustering (or modularity, if that is
+    the chosen loss), with ``settings.max_parts`` as upper bound.
+    """
+    start = time.perf_counter()
+    _check_parts(parts)
+    mask = np.asarray(foreground_mask)
+    if mask.shape != image.spatial_shape:
+        raise ValueError(
+            f"foreground_mask has shape {mask.shape}, but the image's spatial shape is {image.spatial_shape}"
+        )
+    mask = mask != 0
+    if not mask.any():
+        raise ValueError("foreground_mask is empty: paint or compute a foreground first")
+    if image.constant:
+        return StageResult(mask.astype(np.uint16), None, None, 1, 0.0)
+    if parts == "auto":
+        k, loss = settings.max_parts, ("modularity" if settings.loss == "modularity" else "cc")
+    else:
+        k, loss = int(parts), settings.loss
+    graph = build_graph(image, settings, mask=mask)
+    if graph.n_nodes < 2:
+        warnings.warn("the foreground holds a single node: it is one part", stacklevel=3)
+        return StageResult(mask.astype(np.uint16), graph, None, 1, time.perf_counter() - start)
+    k = min(k, graph.n_nodes)
+    clustering = _cluster(graph, k, settings, loss, "parts", progress, cancel)
+    node_parts, n_found = _ordered_parts(graph, clustering.labels, k)
+    labels = graph.to_image(node_parts, fill=0)
+    labels[~mask] = 0  # pixel blocks may straddle the mask's edge
+    return StageResult(labels, graph, clustering, n_found, time.perf_counter() - start)
+
+
+# --- public API --------------------------------------------------------------------------------
+
+
+def segment(
+    image,
+    parts: int | str | None = None,
+    *,
+    channel_axis: int | None = None,
+    spacing=None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelCheck | None = None,
+    **settings,
+) -> Segmentation:
+    """Segment an image without annotations: foreground / background, then optionally its parts.
+
+    The image becomes a graph (SLIC superpixels or downsampled pixels as nodes, affinities
+    ``w_ij = exp(-|c_i - c_j|^2 / sigma)`` between touching nodes); a small graph neural network
+    trained on this one image minimises a clustering loss, and the argmax of its soft assignment is
+    the segmentation (DeepCut, Aflalo et al. 2023).
+
+    Parameters
+    ----------
+    image : array_like
+        2D or 3D; grayscale, RGB(A) or multichannel; any real dtype.
+    parts : int, "auto" or None
+        Parts inside the foreground: k >= 2, or "auto" to let correlation clustering find how many.
+        None (default): foreground only.
+    channel_axis : int, optional
+        Channel axis. None: a last axis of length 3 or 4 (on 3+ dimensions) is RGB(A).
+    spacing : sequence of float, optional
+        Physical pixel / voxel size per spatial axis (anisotropic volumes).
+    progress : callable, optional
+        Called with a :class:`~napari_deepcut.cluster.Progress` after every epoch.
+    cancel : callable, optional
+        Polled after every epoch; returning True raises
+        :class:`~napari_deepcut.cluster.SegmentationCancelled`.
+    **settings
+        Any field of :class:`~napari_deepcut.settings.Settings` (``nodes``, ``n_segments``,
+        ``downsample``, ``loss``, ``seed``, ``device``, ...).
+
+    Returns
+    -------
+    Segmentation
+
+    Raises
+    ------
+    ValueError, TypeError
+        On bad input, naming the parameter at fault.
+    """
+    config = from_kwargs(settings)
+    if parts is not None:
+        _check_parts(parts)
+    prepared = prepare_image(image, channel_axis=channel_axis, spacing=spacing)
+    first = foreground_stage(prepared, config, progress, cancel)
+    second = None
+    if parts is not None:
+        if first.labels.any():
+            second = parts_stage(prepared, first.labels, parts, config, progress, cancel)
+        else:
+            warnings.warn("no foreground was found, so there are no parts", stacklevel=2)
+            second = StageResult(np.zeros(prepared.spatial_shape, np.uint16), None, None, 0, 0.0)
+    return Segmentation(
+        foreground=first.labels,
+        parts=None if second is None else second.labels,
+        foreground_stage=first,
+        parts_stage=second,
+        settings=config,
+    )
+
+
+def segment_parts(
+    image,
+    foreground_mask,
+    parts: int | str = 4,
+    *,
+    channel_axis: int | None = None,
+    spacing=None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelCheck | None = None,
+    **settings,
+) -> np.ndarray:
+    """Split a given foreground (from :func:`segment`, or painted by hand) into parts.
+
+    Only the pixels inside ``foreground_mask`` become graph nodes, so the parts follow the mask
+    exactly, edits included.
+
+    Parameters
+    ----------
+    image : array_like
+        As for :func:`segment`.
+    foreground_mask : array_like
+        Non-zero = foreground; the image's spatial shape.
+    parts : int or "auto"
+        Number of parts k >= 2, or "auto" (K-less correlation clustering, at most ``max_parts``).
+    **settings
+        As for :func:`segment`.
+
+    Returns
+    -------
+    ndarray of uint16
+        0 outside the mask, parts 1..k inside, largest first.
+    """
+    config = from_kwargs(settings)
+    _check_parts(parts)
+    prepared = prepare_image(image, channel_axis=channel_axis, spacing=spacing)
+    return parts_stage(prepared, foreground_mask, parts, config, progress, cancel).labels

@@ -1,0 +1,184 @@
+"""The settings of a segmentation run, shared by the Python API, the command line and the GUI.
+
+Each field carries its default and a one-line help text; the command line turns every field into a
+flag of the same name and the widgets into a control with that text as tooltip, so the three entry
+points can never drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+NODE_KINDS = ("superpixels", "pixels")
+LOSSES = ("ncut", "mincut", "cc", "modularity")
+FEATURE_KINDS = ("colour", "texture")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+CLUSTERINGS = ("gnn", "spectral")
+
+
+def _setting(default: Any, help: str, **limits: Any) -> Any:
+    return field(default=default, metadata={"help": help, **limits})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable of the two-stage pipeline, with its default.
+
+    ``segment(image)`` with these defaults is the best general-purpose result we have; the fields are
+    the keyword arguments of :func:`napari_deepcut.segment` and :func:`napari_deepcut.segment_parts`.
+    """
+
+    nodes: Literal["superpixels", "pixels"] = _setting(
+        "superpixels",
+        "Graph nodes: SLIC superpixels, or the pixels of a downsampled image.",
+        choices=NODE_KINDS,
+    )
+    n_segments: int = _setting(
+        1000, "Approximate number of superpixels (superpixel nodes).", min=2, max=100_000
+    )
+    compactness: float = _setting(
+        10.0,
+        "SLIC trade-off between colour and space: higher gives rounder, more regular superpixels.",
+        min=0.01,
+        max=1000.0,
+    )
+    smoothing: float = _setting(
+        1.0, "Gaussian smoothing (pixels) before SLIC; 0 for none.", min=0.0, max=20.0
+    )
+    downsample: int = _setting(
+        0,
+        "Pixel nodes: keep one node per block of this many pixels a side (1 = full resolution); "
+        "0 picks the smallest factor giving at most max_pixel_nodes nodes.",
+        min=0,
+        max=64,
+    )
+    max_pixel_nodes: int = _setting(
+        65_536, "Pixel nodes with downsample=0: upper bound on the number of nodes.", min=16
+    )
+    connectivity: int = _setting(
+        1,
+        "Graph edges between nodes whose pixels touch along an axis (1) or also diagonally (2 or 3).",
+        min=1,
+        max=3,
+    )
+    features: Literal["colour", "texture"] = _setting(
+        "colour",
+        "Node features: mean colour (Lab for RGB) / intensity per channel, or that plus "
+        "multiscale texture and edge responses.",
+        choices=FEATURE_KINDS,
+    )
+    position_weight: float = _setting(
+        0.5,
+        "Weight of a node's position among the network's inputs (0 = colour only).",
+        min=0.0,
+        max=10.0,
+    )
+    affinity_sigma: float = _setting(
+        0.0,
+        "Affinity scale sigma in w_ij = exp(-|c_i - c_j|^2 / sigma); 0 = automatic "
+        "(median squared feature distance over the graph's edges).",
+        min=0.0,
+    )
+    loss: Literal["ncut", "mincut", "cc", "modularity"] = _setting(
+        "ncut",
+        "Clustering objective: relaxed normalized cut, its MinCutPool form (as DeepCut), "
+        "correlation clustering (K-less), or modularity.",
+        choices=LOSSES,
+    )
+    cc_shift: float = _setting(
+        0.2,
+        "Correlation clustering: affinities below this value become repulsive (w - shift < 0).",
+        min=0.0,
+        max=1.0,
+    )
+    max_parts: int = _setting(
+        8, "K-less parts (parts='auto'): upper bound on the number of parts found.", min=2, max=64
+    )
+    clustering: Literal["gnn", "spectral"] = _setting(
+        "gnn",
+        "How the graph is cut: the graph neural network, or the classical spectral normalized cut "
+        "on the same graph (a baseline).",
+        choices=CLUSTERINGS,
+    )
+    epochs: int = _setting(300, "Maximum training epochs per stage.", min=1, max=100_000)
+    learning_rate: float = _setting(0.01, "AdamW learning rate.", min=1e-6, max=1.0)
+    conv_hidden: int = _setting(64, "Width of the graph convolution layer.", min=2, max=4096)
+    mlp_hidden: int = _setting(32, "Width of the MLP hidden layer.", min=2, max=4096)
+    patience: int = _setting(
+        30,
+        "Stop training when the loss has not improved by tolerance for this many epochs.",
+        min=1,
+    )
+    tolerance: float = _setting(1e-4, "Relative loss improvement that counts as progress.", min=0.0)
+    restarts: int = _setting(
+        1,
+        "Train this many times from different seeds (seed, seed + 1, ...) and keep the lowest loss.",
+        min=1,
+        max=100,
+    )
+    seed: int = _setting(0, "Random seed: the same seed gives the same result.", min=0)
+    device: Literal["auto", "cpu", "cuda", "mps"] = _setting(
+        "auto", "Where the network trains: auto picks CUDA, then MPS, then the CPU.", choices=DEVICES
+    )
+    keep_largest: bool = _setting(
+        False, "Post-processing: keep only the largest foreground component."
+    )
+    fill_holes: bool = _setting(False, "Post-processing: fill holes in the foreground.")
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied and checked."""
+        return from_kwargs(dataclasses.asdict(self) | changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def fields() -> tuple[dataclasses.Field, ...]:
+    """The settings' fields, in declaration order (name, type, default, ``metadata['help']``)."""
+    return dataclasses.fields(Settings)
+
+
+def from_kwargs(kwargs: dict[str, Any]) -> Settings:
+    """Build checked :class:`Settings` from keyword arguments.
+
+    Raises
+    ------
+    TypeError
+        For an unknown setting name.
+    ValueError
+        For a value outside its choices or range, naming the setting.
+    """
+    known = {f.name: f for f in fields()}
+    unknown = sorted(set(kwargs) - set(known))
+    if unknown:
+        raise TypeError(f"unknown setting(s) {', '.join(map(repr, unknown))}; known: {', '.join(known)}")
+    values = {}
+    for name, value in kwargs.items():
+        spec = known[name]
+        default = spec.default
+        meta = spec.metadata
+        if isinstance(default, bool):
+            if not isinstance(value, (bool, int)):
+                raise TypeError(f"{name} must be True or False, got {value!r}")
+            value = bool(value)
+        elif isinstance(default, (int, float)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a number, got {value!r}")
+            if isinstance(default, int):
+                if value != int(value):
+                    raise ValueError(f"{name} must be a whole number, got {value!r}")
+                value = int(value)
+            else:
+                value = float(value)
+            if value != value:  # NaN
+                raise ValueError(f"{name} must be a number, got NaN")
+            if "min" in meta and value < meta["min"]:
+                raise ValueError(f"{name} must be >= {meta['min']}, got {value}")
+            if "max" in meta and value > meta["max"]:
+                raise ValueError(f"{name} must be <= {meta['max']}, got {value}")
+        if "choices" in meta and value not in meta["choices"]:
+            raise ValueError(f"{name} must be one of {meta['choices']}, got {value!r}")
+        values[name] = value
+    return Settings(**values)
