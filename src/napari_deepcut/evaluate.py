@@ -1,0 +1,428 @@
+"""Foreground quality against reference masks: metrics, the methods compared, and the evaluation loop.
+
+Every method gets the image only and decides by itself which of its segments are foreground; the
+reference mask is used for scoring and nothing else.
+
+Methods
+-------
+deepcut
+    :func:`napari_deepcut.segment` (foreground stage) with the given settings.
+ncut
+    The same graph cut by the classical spectral normalized cut (``clustering="spectral"``).
+skimage-ncut
+    scikit-image's documented recipe: SLIC (``n_segments=400, compactness=30``) on the 8-bit image,
+    ``graph.rag_mean_color(mode="similarity")`` and ``graph.cut_normalized`` (recursive 2-way cuts,
+    many segments); foreground by :func:`border_background`.
+otsu
+    Otsu's threshold on the grey levels; the side hugging the border is background.
+deck
+    The seed deck's setting, re-implemented with the engine: 400 SLIC superpixels, colour + centroid
+    features, GCN (1024) -> MLP (512) -> softmax over 2 clusters, MinCutPool loss, 1000 epochs, and
+    background = the cluster holding the majority of the four corner pixels.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .files import IMAGE_SUFFIXES, read_image
+from .settings import Settings
+
+# --- metrics -----------------------------------------------------------------------------------
+
+
+def iou(prediction, truth) -> float:
+    r"""Intersection over union of two binary masks, :math:`|P \cap T| / |P \cup T|`.
+
+    Non-zero pixels are foreground. Two empty masks agree perfectly (1.0).
+    """
+    p, t = np.asarray(prediction) != 0, np.asarray(truth) != 0
+    if p.shape != t.shape:
+        raise ValueError(f"prediction has shape {p.shape}, truth {t.shape}")
+    union = np.count_nonzero(p | t)
+    return 1.0 if union == 0 else np.count_nonzero(p & t) / union
+
+
+def pixel_accuracy(prediction, truth) -> float:
+    r"""Fraction of pixels labelled correctly, :math:`|P = T| / N` (non-zero = foreground)."""
+    p, t = np.asarray(prediction) != 0, np.asarray(truth) != 0
+    if p.shape != t.shape:
+        raise ValueError(f"prediction has shape {p.shape}, truth {t.shape}")
+    return float(np.mean(p == t)) if p.size else 1.0
+
+
+# --- choosing the foreground without the mask ------------------------------------------------
+
+
+def _border_pixels(shape) -> np.ndarray:
+    border = np.zeros(shape, bool)
+    for axis in range(len(shape)):
+        index = [slice(None)] * len(shape)
+        for end in (0, -1):
+            index[axis] = end
+            border[tuple(index)] = True
+    return border
+
+
+def border_background(labels: np.ndarray) -> np.ndarray:
+    r"""Background pixels of a segmentation with any number of segments, by border contact.
+
+    Segment s is background when it holds at least its share of the image border:
+
+    .. math:: \frac{b_s / B}{a_s / A} \ge 1,
+
+    with :math:`a_s` its pixels, :math:`b_s` its pixels on the image border, A and B their totals.
+    This is the engine's boundary-connectivity rule (:func:`napari_deepcut.pipeline.background_cluster`)
+    made to work on many segments: for two segments the area-weighted mean of the two scores is 1,
+    so exactly the segment the engine calls background has score >= 1 (barring an exact tie).
+    Segments that do not touch the border are always foreground.
+
+    Returns
+    -------
+    ndarray of bool, ``labels.shape``
+    """
+    labels = np.asarray(labels)
+    _, inverse = np.unique(labels, return_inverse=True)
+    inverse = inverse.reshape(labels.shape)
+    area = np.bincount(inverse.ravel()).astype(float)
+    border = np.bincount(inverse[_border_pixels(labels.shape)], minlength=len(area)).astype(float)
+    score = (border / border.sum()) / (area / area.sum())
+    return (score >= 1.0)[inverse]
+
+
+def corner_background(cluster_image: np.ndarray) -> int:
+    """The seed deck's rule: the cluster holding most of the image's corner pixels is background.
+
+    A tie (2 corners each) goes to the larger cluster.
+    """
+    image = np.asarray(cluster_image)
+    corners = [image[tuple(0 if i == 0 else -1 for i in idx)] for idx in np.ndindex(*(2,) * image.ndim)]
+    values, votes = np.unique(np.asarray(corners), return_counts=True)
+    winners = values[votes == votes.max()]
+    if len(winners) == 1:
+        return int(winners[0])
+    return int(max(winners, key=lambda v: np.count_nonzero(image == v)))
+
+
+# --- methods -----------------------------------------------------------------------------------
+
+DECK_SETTINGS = dict(
+    nodes="superpixels",
+    n_segments=400,
+    features="colour",
+    position_weight=1.0,
+    conv_hidden=1024,
+    mlp_hidden=512,
+    loss="mincut",
+    clustering="gnn",
+    epochs=1000,
+    patience=1_000_000,  # the deck trains for a fixed 1000 epochs
+    restarts=1,
+)
+"""Settings that make the engine the seed deck's model (other settings, e.g. seed, still apply)."""
+
+SKIMAGE_SLIC = dict(n_segments=400, compactness=30)
+"""scikit-image's normalized-cut example: SLIC parameters."""
+
+
+def _grey_or_rgb_uint8(prepared) -> np.ndarray:
+    """The prepared image as 8-bit RGB (grey repeated), the input scikit-image's recipe expects."""
+    data = prepared.data
+    rgb = data if prepared.rgb else np.repeat(data.mean(-1, keepdims=True), 3, axis=-1)
+    return np.round(rgb * 255).astype(np.uint8)
+
+
+def _robust_spectral(graph, n_clusters: int, seed: int):
+    """:func:`napari_deepcut.baselines.spectral_ncut`, with a solver that converges when ARPACK
+    does not (the top eigenvalues of the normalised affinity cluster near 1)."""
+    from scipy.sparse.linalg import ArpackNoConvergence
+
+    from .baselines import spectral_ncut
+
+    try:
+        return spectral_ncut(graph, n_clusters, seed=seed), False
+    except ArpackNoConvergence:
+        pass
+    import scipy.sparse as sp
+    from scipy.cluster.vq import kmeans2
+    from scipy.sparse.linalg import lobpcg
+
+    from .cluster import Clustering
+
+    n = graph.n_nodes
+    i, j = graph.edges[:, 0], graph.edges[:, 1]
+    w = np.concatenate([graph.weights, graph.weights]).astype(np.float64)
+    W = sp.csr_matrix((w, (np.r_[i, j], np.r_[j, i])), shape=(n, n))
+    scale = sp.diags(1.0 / np.sqrt(np.asarray(W.sum(1)).ravel() + 1e-12))
+    M = scale @ W @ scale
+    rng = np.random.default_rng(seed)
+    if n <= 5000:
+        _, U = np.linalg.eigh(M.toarray())
+        U = U[:, -n_clusters:]
+    else:
+        _, U = lobpcg(M, rng.uniform(-1, 1, (n, n_clusters)), largest=True, tol=1e-6, maxiter=2000)
+    U = U / np.maximum(np.linalg.norm(U, axis=1, keepdims=True), 1e-12)
+    _, labels = kmeans2(U, n_clusters, minit="++", seed=rng)
+    labels = labels.astype(np.int64)
+    return Clustering(np.eye(n_clusters, dtype=np.float32)[labels], labels, []), True
+
+
+def deepcut_foreground(image, settings: Settings) -> tuple[np.ndarray, str]:
+    """The engine's foreground with ``settings``."""
+    from .image import prepare_image
+    from .pipeline import foreground_stage
+
+    prepared = prepare_image(image)
+    return foreground_stage(prepared, settings).labels.astype(bool), ""
+
+
+def ncut_foreground(image, settings: Settings) -> tuple[np.ndarray, str]:
+    """The engine's graph, cut by the spectral normalized cut; background by the engine's rule."""
+    from .graph import build_graph
+    from .image import prepare_image
+    from .pipeline import background_cluster, clean_foreground
+
+    settings = settings.replace(clustering="spectral")
+    prepared = prepare_image(image)
+    if prepared.constant:
+        return np.zeros(prepared.spatial_shape, bool), ""
+    graph = build_graph(prepared, settings)
+    clustering, fallback = _robust_spectral(graph, 2, settings.seed)
+    background = background_cluster(graph, clustering.labels)
+    foreground = graph.to_image(clustering.labels != background, fill=False)
+    foreground = clean_foreground(foreground, settings.keep_largest, settings.fill_holes)
+    return foreground, ("ARPACK did not converge: dense / LOBPCG eigensolver used" if fallback else "")
+
+
+def skimage_ncut_foreground(image, settings: Settings) -> tuple[np.ndarray, str]:
+    """scikit-image SLIC + ``rag_mean_color`` + ``cut_normalized``; :func:`border_background`."""
+    from skimage import graph as skgraph
+    from skimage.segmentation import slic
+
+    from .image import prepare_image
+
+    prepared = prepare_image(image)
+    if prepared.constant:
+        return np.zeros(prepared.spatial_shape, bool), ""
+    rgb = _grey_or_rgb_uint8(prepared)
+    labels = slic(rgb, start_label=1, channel_axis=-1, **SKIMAGE_SLIC)
+    rag = skgraph.rag_mean_color(rgb, labels, mode="similarity")
+    segments = skgraph.cut_normalized(labels, rag, rng=settings.seed)
+    return ~border_background(segments), ""
+
+
+def otsu_foreground(image, settings: Settings) -> tuple[np.ndarray, str]:
+    """Otsu's threshold on grey levels (luminance for RGB); the border-hugging side is background."""
+    from skimage.color import rgb2gray
+    from skimage.filters import threshold_otsu
+
+    from .image import prepare_image
+
+    prepared = prepare_image(image)
+    if prepared.constant:
+        return np.zeros(prepared.spatial_shape, bool), ""
+    grey = rgb2gray(prepared.data) if prepared.rgb else prepared.data.mean(-1)
+    bright = grey > threshold_otsu(grey)
+    return ~border_background(bright), ""
+
+
+def deck_foreground(image, settings: Settings) -> tuple[np.ndarray, str]:
+    """The seed deck's setting (:data:`DECK_SETTINGS`); background by the four corners' vote."""
+    from .image import prepare_image
+    from .pipeline import clean_foreground, foreground_stage
+
+    deck = settings.replace(**DECK_SETTINGS)
+    prepared = prepare_image(image)
+    stage = foreground_stage(prepared, deck)
+    if stage.graph is None:
+        return stage.labels.astype(bool), ""
+    clusters = stage.graph.to_image(stage.clustering.labels, fill=-1)
+    foreground = clusters != corner_background(clusters)
+    return clean_foreground(foreground, deck.keep_largest, deck.fill_holes), ""
+
+
+METHODS: dict[str, Callable[[np.ndarray, Settings], tuple[np.ndarray, str]]] = {
+    "deepcut": deepcut_foreground,
+    "ncut": ncut_foreground,
+    "skimage-ncut": skimage_ncut_foreground,
+    "otsu": otsu_foreground,
+    "deck": deck_foreground,
+}
+
+METHOD_NOTES = {
+    "deepcut": "GNN on the engine's graph (settings as given), background by border contact",
+    "ncut": "spectral normalized cut on the same graph, background by border contact",
+    "skimage-ncut": "skimage SLIC(400, compactness 30) + rag_mean_color + cut_normalized, "
+    "segments with >= their share of the border are background",
+    "otsu": "Otsu threshold on grey levels, background by border contact",
+    "deck": "seed deck's setting: 400 superpixels, GCN 1024 / MLP 512, MinCutPool loss, "
+    "1000 epochs, background by corner vote",
+}
+
+
+# --- data sets and the evaluation loop ---------------------------------------------------------
+
+
+def find_pairs(images_dir, masks_dir, limit: int | None = None) -> list[tuple[Path, Path]]:
+    """Images and their masks, matched by file stem (``images/ID.jpg`` <-> ``masks/ID.png``),
+    sorted by name; the first ``limit`` pairs if given.
+
+    Raises
+    ------
+    ValueError
+        If a folder is missing or no image has a mask.
+    """
+    images_dir, masks_dir = Path(images_dir), Path(masks_dir)
+    for folder in (images_dir, masks_dir):
+        if not folder.is_dir():
+            raise ValueError(f"{folder} is not a folder")
+    masks = {p.stem: p for p in masks_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    pairs = [
+        (p, masks[p.stem])
+        for p in sorted(images_dir.iterdir())
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.stem in masks
+    ]
+    if not pairs:
+        raise ValueError(f"no image in {images_dir} has a mask of the same name in {masks_dir}")
+    return pairs[:limit] if limit else pairs
+
+
+def read_mask(path) -> np.ndarray:
+    """A reference mask: non-zero = foreground (first channel of a colour mask)."""
+    mask = read_image(path)
+    if mask.ndim == 3 and mask.shape[-1] in (3, 4):
+        mask = mask[..., 0]
+    return mask != 0
+
+
+@dataclass
+class Score:
+    """One method on one image."""
+
+    image: str
+    method: str
+    iou: float
+    accuracy: float
+    seconds: float
+    note: str = ""
+
+
+def evaluate(
+    pairs: list[tuple[Path, Path]],
+    methods: list[str],
+    settings: Settings,
+    show_progress: bool = True,
+) -> list[Score]:
+    """Run every method on every image and score its foreground against the mask.
+
+    A method that fails on an image scores NaN there and its error goes into ``note``.
+    Seconds are wall time of the method alone (reading files excluded).
+    """
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
+    iterator = pairs
+    if show_progress:
+        try:
+            from tqdm import tqdm
+
+            iterator = tqdm(pairs, unit="image", desc="evaluate", file=sys.stderr)
+        except ImportError:
+            pass
+    scores = []
+    for image_path, mask_path in iterator:
+        try:
+            image, truth = read_image(image_path), read_mask(mask_path)
+        except ValueError as error:
+            scores += [Score(image_path.name, m, math.nan, math.nan, math.nan, str(error)) for m in methods]
+            continue
+        for method in methods:
+            start = time.perf_counter()
+            try:
+                prediction, note = METHODS[method](image, settings)
+                seconds = time.perf_counter() - start
+                scores.append(
+                    Score(image_path.name, method, iou(prediction, truth), pixel_accuracy(prediction, truth), seconds, note)
+                )
+            except Exception as error:  # a failing method must not end the evaluation
+                scores.append(Score(image_path.name, method, math.nan, math.nan, math.nan, f"{type(error).__name__}: {error}"))
+    return scores
+
+
+def summarise(scores: list[Score], methods: list[str]) -> list[dict]:
+    """Per method: images scored, mean IoU (mIoU), its standard error, mean pixel accuracy, mean
+    seconds per image, failures."""
+    rows = []
+    for method in methods:
+        mine = [s for s in scores if s.method == method]
+        good = [s for s in mine if not math.isnan(s.iou)]
+        ious = np.array([s.iou for s in good])
+        rows.append(
+            {
+                "method": method,
+                "images": len(good),
+                "mIoU": float(ious.mean()) if good else math.nan,
+                "sem": float(ious.std(ddof=1) / math.sqrt(len(good))) if len(good) > 1 else math.nan,
+                "accuracy": float(np.mean([s.accuracy for s in good])) if good else math.nan,
+                "seconds": float(np.mean([s.seconds for s in good])) if good else math.nan,
+                "failed": len(mine) - len(good),
+            }
+        )
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """The summary as a markdown table."""
+    lines = [
+        "| method | images | foreground mIoU | pixel accuracy | s / image | failed |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['method']} | {r['images']} | {r['mIoU']:.3f} ± {r['sem']:.3f} | {r['accuracy']:.3f} "
+            f"| {r['seconds']:.2f} | {r['failed']} |"
+        )
+    return "\n".join(lines)
+
+
+def write_scores_csv(scores: list[Score], path) -> None:
+    """One row per (image, method): iou, accuracy, seconds, note."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "method", "iou", "accuracy", "seconds", "note"])
+        for s in scores:
+            writer.writerow([s.image, s.method, f"{s.iou:.6f}", f"{s.accuracy:.6f}", f"{s.seconds:.4f}", s.note])
+
+
+def plot_scores(scores: list[Score], methods: list[str], path, title: str = "") -> None:
+    """Box plots (with the individual images as dots) of IoU and pixel accuracy per method."""
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(3 + 1.6 * len(methods), 4), constrained_layout=True)
+    rng = np.random.default_rng(0)
+    for ax, metric, label in zip(axes, ("iou", "accuracy"), ("foreground IoU", "pixel accuracy")):
+        data = [[getattr(s, metric) for s in scores if s.method == m and not math.isnan(s.iou)] for m in methods]
+        ax.boxplot([d if d else [math.nan] for d in data], showfliers=False)
+        ax.set_xticks(range(1, len(methods) + 1), methods, rotation=30, ha="right")
+        for k, values in enumerate(data, start=1):
+            ax.scatter(k + rng.uniform(-0.15, 0.15, len(values)), values, s=6, alpha=0.5, color="C1")
+        ax.set_ylabel(label)
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(axis="y", alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
