@@ -234,6 +234,19 @@ def test_volume_uses_layer_scale_as_spacing(make_napari_viewer, qtbot):
     assert 0 < foreground.data.mean() < 0.6
 
 
+def test_channel_axis_of_a_multichannel_layer(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    disc = two_tone_disc(40).astype(np.float32)
+    viewer.add_image(np.moveaxis(disc[..., :2], -1, 0), name="two channels", scale=(7.0, 0.5, 0.5))
+    widget = open_widget(viewer, "Foreground / background")
+    assert widget.channel_axis.choices == ("none", 0, 1, 2)
+    widget.channel_axis.value = 0
+    run_and_wait(qtbot, widget)
+    foreground = viewer.layers["two channels foreground"]
+    assert foreground.data.shape == (40, 40) and foreground.metadata["channel_axis"] == 0
+    np.testing.assert_allclose(foreground.scale, (0.5, 0.5))
+
+
 def test_time_series_frame_by_frame(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     viewer.add_image(samples.blob_timelapse(n_frames=3, shape=(40, 40)), name="movie", scale=(5.0, 0.5, 0.5))
@@ -271,7 +284,7 @@ def test_superpixel_preview_and_affinities(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     viewer.add_image(two_tone_disc(), name="disc", rgb=True, scale=(2.0, 2.0))
     widget = open_widget(viewer, "Superpixel preview")
-    assert set(widget.form.controls) == set(_widget.GRAPH_SETTINGS)
+    assert set(_widget.GRAPH_MAIN_SETTINGS) <= set(widget.form.controls) <= set(_widget.GRAPH_SETTINGS)
     run_and_wait(qtbot, widget)
     regions, affinity = viewer.layers["disc superpixels"], viewer.layers["disc affinity"]
     assert regions.contour == 1 and regions.data.min() >= 1

@@ -51,7 +51,8 @@ from .settings import Settings, fields, from_kwargs
 
 #: Settings shown without opening "Advanced settings".
 MAIN_SETTINGS = ("nodes", "n_segments", "downsample", "compactness", "loss", "epochs", "seed", "device")
-#: Settings that shape the graph (the only ones the superpixel preview needs).
+#: Settings that shape the graph (the only ones the superpixel preview needs); names the engine
+#: does not have are skipped.
 GRAPH_SETTINGS = (
     "nodes",
     "n_segments",
@@ -62,6 +63,8 @@ GRAPH_SETTINGS = (
     "max_pixel_nodes",
     "connectivity",
     "features",
+    "feature_neighbours",
+    "long_range_weight",
 )
 GRAPH_MAIN_SETTINGS = ("nodes", "n_segments", "compactness", "downsample", "affinity_sigma")
 
@@ -403,6 +406,7 @@ class _RunWidget(QWidget):
         self.viewer = napari_viewer
         self.worker = None
         self._cancel_event = threading.Event()
+        self.destroyed.connect(self._cancel_event.set)  # a closed viewer stops its runs
         self._relay = ProgressRelay(self)
         self._relay.progressed.connect(self._show_progress)
         self._started_at = 0.0
@@ -573,7 +577,7 @@ class _RunWidget(QWidget):
         except (ValueError, TypeError) as exc:
             show_error(str(exc))
             return
-        self._cancel_event = threading.Event()
+        self._cancel_event.clear()
         self._set_running(True)
         self.worker = create_worker(run_guarded, job, _start_thread=False, _ignore_errors=True)
         self.worker.returned.connect(self._on_returned)
