@@ -30,6 +30,16 @@ def wait_for(widget, timeout: float = 300.0) -> None:
     QApplication.processEvents()
 
 
+def save_png(rgb: np.ndarray, path: Path, max_bytes: int = 480_000) -> None:
+    """Write ``rgb`` as PNG; if that exceeds ``max_bytes``, as a 256-colour palette PNG instead."""
+    from PIL import Image as PILImage
+
+    picture = PILImage.fromarray(np.ascontiguousarray(rgb, np.uint8))
+    picture.save(path, optimize=True)
+    if path.stat().st_size > max_bytes:
+        picture.quantize(256, method=PILImage.Quantize.MEDIANCUT).save(path, optimize=True)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sample", default="chelsea", help="sample key of the plugin (default chelsea)")
@@ -70,9 +80,7 @@ def main(argv=None) -> None:
 
     args.output.parent.mkdir(parents=True, exist_ok=True)
     picture = viewer.screenshot(canvas_only=False, flash=False)
-    from skimage.io import imsave
-
-    imsave(args.output, np.ascontiguousarray(picture[..., :3]), check_contrast=False)
+    save_png(picture[..., :3], args.output)
     print(f"wrote {args.output} ({args.output.stat().st_size // 1024} KiB, {picture.shape[1]} x {picture.shape[0]})")
     print("foreground:", foreground.metadata.get("foreground"))
     viewer.close()

@@ -7,6 +7,8 @@ second once torch is warm.
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 
 import numpy as np
@@ -19,6 +21,10 @@ from napari.layers import Image, Labels  # noqa: E402
 
 from napari_deepcut import _widget, samples  # noqa: E402
 from napari_deepcut._widget import image_axes, unique_layer_name  # noqa: E402
+
+# Without a display Qt aborts the whole process, so viewer tests skip instead (CI runs xvfb-run -a).
+NO_DISPLAY = sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+needs_display = pytest.mark.skipif(NO_DISPLAY, reason="no display for a napari viewer: run under xvfb-run -a")
 
 FAST = {"n_segments": 100, "epochs": 30}
 PLUGIN = "napari-deepcut"
@@ -111,6 +117,7 @@ def test_manifest_is_valid_and_names_the_widgets():
 # --- the two stages --------------------------------------------------------------------------------
 
 
+@needs_display
 def test_foreground_then_parts_keeps_hand_edits(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     image = viewer.add_image(two_tone_disc(), name="disc", rgb=True, scale=(0.5, 0.25), translate=(3, 4))
@@ -152,6 +159,7 @@ def test_foreground_then_parts_keeps_hand_edits(make_napari_viewer, qtbot):
     assert viewer.layers["disc foreground [2]"].data[:, :32].any()
 
 
+@needs_display
 def test_parts_without_k(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     viewer.add_image(two_tone_disc(), name="disc", rgb=True)
@@ -167,6 +175,7 @@ def test_parts_without_k(make_napari_viewer, qtbot):
     assert not parts.data[mask == 0].any() and parts.data.max() >= 1
 
 
+@needs_display
 def test_cancel_stops_quickly_and_adds_nothing(make_napari_viewer, qtbot, notifications):
     viewer = make_napari_viewer()
     viewer.add_image(two_tone_disc(), name="disc", rgb=True)
@@ -184,6 +193,7 @@ def test_cancel_stops_quickly_and_adds_nothing(make_napari_viewer, qtbot, notifi
     assert any(kind == "info" and "cancelled" in message for kind, message in notifications)
 
 
+@needs_display
 def test_bad_inputs_notify_and_change_nothing(make_napari_viewer, qtbot, notifications):
     viewer = make_napari_viewer()
     foreground_widget = open_widget(viewer, "Foreground / background")
@@ -222,6 +232,7 @@ def test_bad_inputs_notify_and_change_nothing(make_napari_viewer, qtbot, notific
 # --- volumes, time series, samples -----------------------------------------------------------------
 
 
+@needs_display
 def test_volume_uses_layer_scale_as_spacing(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     volume = samples.blob_volume(shape=(12, 32, 32), spacing=(2.0, 1.0, 1.0))
@@ -234,6 +245,7 @@ def test_volume_uses_layer_scale_as_spacing(make_napari_viewer, qtbot):
     assert 0 < foreground.data.mean() < 0.6
 
 
+@needs_display
 def test_channel_axis_of_a_multichannel_layer(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     disc = two_tone_disc(40).astype(np.float32)
@@ -247,6 +259,7 @@ def test_channel_axis_of_a_multichannel_layer(make_napari_viewer, qtbot):
     np.testing.assert_allclose(foreground.scale, (0.5, 0.5))
 
 
+@needs_display
 def test_time_series_frame_by_frame(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     viewer.add_image(samples.blob_timelapse(n_frames=3, shape=(40, 40)), name="movie", scale=(5.0, 0.5, 0.5))
@@ -267,7 +280,15 @@ def test_time_series_frame_by_frame(make_napari_viewer, qtbot):
     assert parts.data.shape == (3, 40, 40)
     assert np.array_equal(parts.data > 0, foreground.data > 0)
 
+    preview_widget = open_widget(viewer, "Superpixel preview")
+    preview_widget.frames_are_time.value = True
+    viewer.dims.set_current_step(0, 2)
+    run_and_wait(qtbot, preview_widget)
+    regions = viewer.layers["movie superpixels"]
+    assert regions.data.shape == (40, 40) and regions.metadata["frame"] == 2
 
+
+@needs_display
 def test_sample_data_opens(make_napari_viewer):
     viewer = make_napari_viewer()
     for key in ("coffee", "immunohistochemistry", "cell", "blobs_3d", "blobs_timelapse"):
@@ -280,6 +301,7 @@ def test_sample_data_opens(make_napari_viewer):
 # --- preview, settings -------------------------------------------------------------------------------
 
 
+@needs_display
 def test_superpixel_preview_and_affinities(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     viewer.add_image(two_tone_disc(), name="disc", rgb=True, scale=(2.0, 2.0))
@@ -305,6 +327,7 @@ def test_superpixel_preview_and_affinities(make_napari_viewer, qtbot):
     assert viewer.layers["disc affinity"].data.min() > 0.5
 
 
+@needs_display
 def test_settings_persist_and_restore_defaults(make_napari_viewer, config_dir):
     viewer = make_napari_viewer()
     widget = open_widget(viewer, "Parts")
@@ -326,6 +349,7 @@ def test_settings_persist_and_restore_defaults(make_napari_viewer, config_dir):
     again.deleteLater()
 
 
+@needs_display
 def test_unique_layer_names(make_napari_viewer):
     viewer = make_napari_viewer()
     assert unique_layer_name(viewer, "a foreground") == "a foreground"

@@ -513,9 +513,10 @@ class _RunWidget(QWidget):
         self._on_image_changed()
 
     def _follow_selection(self, *_) -> None:
-        """Choose the viewer's active image layer when it changes."""
+        """Choose the viewer's active image layer when it changes (not our own affinity previews)."""
         active = self.viewer.layers.selection.active
-        if isinstance(active, Image) and active in self.image_chooser.choices:
+        ours = active is not None and active.metadata.get("napari_deepcut_preview", False)
+        if isinstance(active, Image) and not ours and active in self.image_chooser.choices:
             self.image_chooser.value = active
 
     def axes_of(self, layer: Image) -> ImageAxes:
@@ -862,7 +863,7 @@ class SuperpixelPreviewWidget(_RunWidget):
         translate = [layer.translate[a] for a in axes.spatial_axes]
         regions = (graph.node_labels + 1).astype(np.uint32)  # 0: no region
         metadata = {"napari_deepcut_preview": True, "source_image": layer.name, "frame": frame, **outcome.metadata}
-        if _still_open(self.viewer, self.superpixel_layer):
+        if self._reusable(self.superpixel_layer, layer.name, regions.shape):
             self.superpixel_layer.data = regions
             self.superpixel_layer.scale, self.superpixel_layer.translate = scale, translate
             self.superpixel_layer.metadata = metadata
@@ -883,6 +884,14 @@ class SuperpixelPreviewWidget(_RunWidget):
         self.show_affinity()
         self.status.value = self._done_text("preview ready")
 
+    def _reusable(self, preview_layer, source: str, shape: tuple) -> bool:
+        """Whether a preview layer of ours can take new data: still open, same image and shape."""
+        return (
+            _still_open(self.viewer, preview_layer)
+            and preview_layer.metadata.get("source_image") == source
+            and preview_layer.data.shape == shape
+        )
+
     def region_affinities(self, region: int) -> np.ndarray:
         """``w_ij = exp(-|c_i - c_j|^2 / sigma)`` of region ``i`` to every region j, painted on the pixels."""
         graph = self.graph
@@ -897,16 +906,17 @@ class SuperpixelPreviewWidget(_RunWidget):
         region = int(self.region.value)
         image = self.region_affinities(region)
         scale, translate, source = self._affinity_geometry
-        if _still_open(self.viewer, self.affinity_layer):
+        metadata = {"napari_deepcut_preview": True, "source_image": source, "region": region, "sigma": self.graph.sigma}
+        if self._reusable(self.affinity_layer, source, image.shape):
             self.affinity_layer.data = image
             self.affinity_layer.scale, self.affinity_layer.translate = scale, translate
-        else:
+            self.affinity_layer.metadata = metadata
+        else:  # metadata from the start: the choosers see a preview, not an image to segment
             self.affinity_layer = self.viewer.add_image(
                 image, name=unique_layer_name(self.viewer, f"{source} affinity"), scale=scale,
                 translate=translate, colormap="magma", contrast_limits=(0.0, 1.0), opacity=0.8,
-                metadata={"napari_deepcut_preview": True},
+                metadata=metadata,
             )
-        self.affinity_layer.metadata = {"napari_deepcut_preview": True, "region": region, "sigma": self.graph.sigma}
         if _still_open(self.viewer, self.superpixel_layer):
             self.superpixel_layer.selected_label = region + 1
 
