@@ -85,14 +85,21 @@ class _Inline:
 
 
 class _LocalPool(_Inline):
-    """A process pool; ``spawn`` so that no torch / OpenMP state is forked."""
+    """A process pool. Workers come from a fork server that has imported the engine but never
+    run it (so no torch / OpenMP thread state is forked, and torch is imported once, not once per
+    worker); where there is no fork server (Windows), they are spawned."""
 
     def __init__(self, workers: int):
         import multiprocessing
 
+        if "forkserver" in multiprocessing.get_all_start_methods():
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["napari_deepcut.pipeline"])
+        else:
+            context = multiprocessing.get_context("spawn")
         self.pool = concurrent.futures.ProcessPoolExecutor(
             max_workers=workers,
-            mp_context=multiprocessing.get_context("spawn"),
+            mp_context=context,
             initializer=_limit_threads,
             initargs=((os.cpu_count() or 1) // workers,),
         )
@@ -325,7 +332,13 @@ def run_batch(
                     exhausted = True
                     break
                 index, frame, array, axis = task
-                future = executor.submit(segment_task, array, parts, settings_dict, axis, spacing)
+                try:
+                    future = executor.submit(segment_task, array, parts, settings_dict, axis, spacing)
+                except Exception as error:  # e.g. a broken process pool
+                    if jobs[index].error is None:
+                        jobs[index].error = f"could not start: {error}"
+                        finish(jobs[index])
+                    continue
                 pending[future] = (index, frame)
             if not pending:
                 continue

@@ -413,7 +413,7 @@ def plot_scores(scores: list[Score], methods: list[str], path, title: str = "") 
 
     fig, axes = plt.subplots(1, 2, figsize=(3 + 1.6 * len(methods), 4), constrained_layout=True)
     rng = np.random.default_rng(0)
-    for ax, metric, label in zip(axes, ("iou", "accuracy"), ("foreground IoU", "pixel accuracy")):
+    for ax, metric, label in zip(axes, ("iou", "accuracy"), ("foreground IoU", "pixel accuracy"), strict=True):
         data = [[getattr(s, metric) for s in scores if s.method == m and not math.isnan(s.iou)] for m in methods]
         ax.boxplot([d if d else [math.nan] for d in data], showfliers=False)
         ax.set_xticks(range(1, len(methods) + 1), methods, rotation=30, ha="right")

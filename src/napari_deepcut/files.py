@@ -76,7 +76,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         else:
             import imageio.v3 as iio
 
-            array = iio.imread(path)
+            array = iio.imread(path, plugin="pillow")
             if array.ndim == 3 and array.shape[-1] == 2:  # grey + alpha: alpha carries no image
                 array = array[..., 0]
     except Exception as error:  # every reader has its own exception types
