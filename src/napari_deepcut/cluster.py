@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -10,7 +11,7 @@ import torch
 
 from . import losses
 from .gnn import ClusterNet, normalized_adjacency
-from .graph import Graph, affinity_factors
+from .graph import Graph, affinity_factors, affinity_matrix
 from .settings import Settings
 
 
@@ -62,6 +63,21 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+# Below this many nodes an epoch is too short to gain from a second CPU thread, and on a busy
+# machine the threads' synchronisation can make it 10-100x slower.
+SINGLE_THREAD_NODES = 50_000
+
+
+@contextmanager
+def _cpu_threads(n: int):
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def node_inputs(graph: Graph, position_weight: float) -> np.ndarray:
     """The network's input X: node features and centroids, each column standardised, positions
     scaled by ``position_weight``."""
@@ -77,20 +93,28 @@ def node_inputs(graph: Graph, position_weight: float) -> np.ndarray:
     return np.concatenate(parts, axis=1).astype(np.float32)
 
 
+def graph_affinity(graph: Graph, settings: Settings, device: torch.device) -> losses.Affinity:
+    """:func:`~napari_deepcut.graph.affinity_matrix` as a torch operator on ``device``."""
+    W = affinity_matrix(graph, settings.long_range_weight).tocoo()
+    index = torch.from_numpy(np.stack([W.row, W.col]).astype(np.int64))
+    values = torch.from_numpy(W.data.astype(np.float32))
+    local = torch.sparse_coo_tensor(index, values, W.shape, check_invariants=False).coalesce()
+    return losses.Affinity(local=local.to(device))
+
+
 def _loss_function(graph: Graph, loss: str, settings: Settings, device: torch.device) -> Callable:
-    edges = torch.from_numpy(graph.edges).to(device)
-    weights = torch.from_numpy(graph.weights).to(device)
-    degree = torch.zeros(graph.n_nodes, dtype=torch.float32, device=device)
-    degree.index_add_(0, edges[:, 0], weights).index_add_(0, edges[:, 1], weights)
-    if loss == "ncut":
-        return lambda S: losses.ncut_loss(S, edges, weights, degree)
-    if loss == "mincut":
-        return lambda S: losses.mincut_loss(S, edges, weights, degree)
-    if loss == "modularity":
-        return lambda S: losses.modularity_loss(S, edges, weights, degree)
     if loss == "cc":
+        # Correlation clustering needs every pair (repulsion acts at any distance): W = Z Z^T.
         Z = torch.from_numpy(affinity_factors(graph.features, graph.sigma, seed=settings.seed)).to(device)
-        return lambda S: losses.correlation_clustering_loss(S, Z, settings.cc_shift)
+        W = losses.Affinity(factors=Z)
+        return lambda S: losses.correlation_clustering_loss(S, W, settings.cc_shift)
+    W = graph_affinity(graph, settings, device)
+    if loss == "ncut":
+        return lambda S: losses.ncut_loss(S, W)
+    if loss == "mincut":
+        return lambda S: losses.mincut_loss(S, W)
+    if loss == "modularity":
+        return lambda S: losses.modularity_loss(S, W)
     raise ValueError(f"loss must be one of 'ncut', 'mincut', 'cc', 'modularity', got {loss!r}")
 
 
@@ -116,6 +140,12 @@ def train_clustering(
         As soon as ``cancel()`` returns True (checked after every epoch).
     """
     device = resolve_device(settings.device)
+    small = device.type == "cpu" and graph.n_nodes < SINGLE_THREAD_NODES
+    with _cpu_threads(1 if small else torch.get_num_threads()):
+        return _train(graph, n_clusters, settings, loss, stage, progress, cancel, device)
+
+
+def _train(graph, n_clusters, settings, loss, stage, progress, cancel, device) -> Clustering:
     loss_fn = _loss_function(graph, loss or settings.loss, settings, device)
     adjacency = normalized_adjacency(graph.edges, graph.weights, graph.n_nodes).to(device)
     x = torch.from_numpy(node_inputs(graph, settings.position_weight)).to(device)

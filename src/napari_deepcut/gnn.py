@@ -17,7 +17,8 @@ def normalized_adjacency(edges: np.ndarray, weights: np.ndarray, n: int) -> torc
     degree = np.bincount(rows, weights=values, minlength=n)
     values = values / np.sqrt(degree[rows] * degree[cols])
     return torch.sparse_coo_tensor(
-        torch.from_numpy(np.stack([rows, cols])), torch.from_numpy(values.astype(np.float32)), (n, n)
+        torch.from_numpy(np.stack([rows, cols])), torch.from_numpy(values.astype(np.float32)), (n, n),
+        check_invariants=False,
     ).coalesce()
 
 

@@ -36,11 +36,16 @@ class Graph:
     border : ndarray of int64, shape (n,)
         Number of each node's pixels lying on the image border.
     edges : ndarray of int64, shape (m, 2)
-        Undirected edges ``(i, j)`` with ``i < j``, each listed once.
+        Undirected edges ``(i, j)`` between touching nodes, ``i < j``, each listed once.
     weights : ndarray of float32, shape (m,)
         Affinity of each edge.
     sigma : float
         The affinity scale used.
+    feature_edges : ndarray of int64, shape (m', 2)
+        Long-range edges: each node to its nearest neighbours in feature space, wherever they lie
+        in the image (``i < j``, unique; empty when ``feature_neighbours=0``).
+    feature_weights : ndarray of float32, shape (m',)
+        Their affinities, with the same formula and sigma.
     """
 
     node_labels: np.ndarray
@@ -51,6 +56,8 @@ class Graph:
     edges: np.ndarray
     weights: np.ndarray
     sigma: float
+    feature_edges: np.ndarray
+    feature_weights: np.ndarray
 
     @property
     def n_nodes(self) -> int:
@@ -250,6 +257,27 @@ def _border_mask(shape: tuple[int, ...]) -> np.ndarray:
 # --- affinities --------------------------------------------------------------------------------
 
 
+def feature_neighbours(features: np.ndarray, k: int) -> np.ndarray:
+    """Edges from each node to its ``k`` nearest other nodes in feature space (a k-d tree query).
+
+    Returns
+    -------
+    ndarray of int64, shape (m, 2): unique pairs ``(i, j)``, ``i < j``.
+    """
+    from scipy.spatial import cKDTree
+
+    n = len(features)
+    k = min(k, n - 1)
+    if k < 1:
+        return np.empty((0, 2), np.int64)
+    _, neighbours = cKDTree(features).query(features, k=k + 1)
+    i = np.repeat(np.arange(n), k + 1)
+    j = neighbours.ravel()
+    keep = i != j
+    keys = np.unique(np.minimum(i, j)[keep] * n + np.maximum(i, j)[keep])
+    return np.stack([keys // n, keys % n], axis=1)
+
+
 def affinity_weights(
     features: np.ndarray, edges: np.ndarray, sigma: float | None = None
 ) -> tuple[np.ndarray, float]:
@@ -275,6 +303,29 @@ def affinity_weights(
         positive = dist2[dist2 > 1e-12]
         sigma = float(np.median(positive)) if positive.size else 1.0
     return np.exp(-dist2 / sigma).astype(np.float32), float(sigma)
+
+
+def affinity_matrix(graph: Graph, long_range_weight: float) -> "scipy.sparse.csr_matrix":
+    r"""The graph's symmetric affinity matrix W (sparse, n x n), the one every clustering sees.
+
+    Touching-node edges and long-range feature edges are each scaled to mean degree 1 and mixed by
+    :math:`\beta` = ``long_range_weight``:
+    :math:`W = (1 - \beta) W_{touch} / \bar d_{touch} + \beta W_{long} / \bar d_{long}`.
+    """
+    import scipy.sparse as sp
+
+    n = graph.n_nodes
+    beta = long_range_weight if len(graph.feature_edges) else 0.0
+    W = sp.csr_matrix((n, n), dtype=np.float64)
+    for edges, weights, share in (
+        (graph.edges, graph.weights, 1.0 - beta),
+        (graph.feature_edges, graph.feature_weights, beta),
+    ):
+        if share > 0 and len(edges):
+            scaled = weights.astype(np.float64) * share * n / max(2.0 * float(weights.sum()), 1e-12)
+            i, j = edges[:, 0], edges[:, 1]
+            W = W + sp.csr_matrix((np.r_[scaled, scaled], (np.r_[i, j], np.r_[j, i])), shape=(n, n))
+    return W.tocsr()
 
 
 def build_graph(image: PreparedImage, settings: Settings, mask: np.ndarray | None = None) -> Graph:
@@ -321,7 +372,12 @@ def build_graph(image: PreparedImage, settings: Settings, mask: np.ndarray | Non
     on_border = node_labels[_border_mask(shape)]
     border = np.bincount(on_border[on_border >= 0], minlength=n)
     weights, sigma = affinity_weights(features, edges, settings.affinity_sigma or None)
-    return Graph(node_labels, features, positions, sizes, border, edges, weights, sigma)
+    feature_edges = feature_neighbours(features, settings.feature_neighbours)
+    feature_weights, _ = affinity_weights(features, feature_edges, sigma)
+    return Graph(
+        node_labels, features, positions, sizes, border, edges, weights, sigma,
+        feature_edges, feature_weights,
+    )
 
 
 def affinity_factors(

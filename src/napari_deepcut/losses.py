@@ -1,9 +1,8 @@
-"""Clustering objectives on a soft assignment ``S`` (n x k, rows sum to 1), all in sparse form.
+"""Clustering objectives on a soft assignment ``S`` (n x k, rows sum to 1).
 
-The graph is given by its undirected edges ``(i, j)`` (each listed once) and weights ``w_ij``; with
-``d_i = sum_j w_ij`` the degrees. No n x n matrix is ever formed:
-
-``Tr(S^T A S) = 2 sum_{edges} w_ij <s_i, s_j>``  and  ``Tr(S^T D S) = sum_i d_i |s_i|^2``.
+Every loss sees the graph through an :class:`Affinity` operator, the product ``W S`` of the n x n
+affinity matrix with S, and the degrees ``d = W 1``; the matrix itself is never formed. ``s_c`` is
+column c of S (cluster c), ``s_i`` row i (node i).
 """
 
 from __future__ import annotations
@@ -13,9 +12,34 @@ import math
 import torch
 
 
-def association(S: torch.Tensor, edges: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``Tr(S^T A S) = sum_ij A_ij <s_i, s_j>`` for a symmetric sparse A given by its edges."""
-    return 2.0 * (weights * (S[edges[:, 0]] * S[edges[:, 1]]).sum(1)).sum()
+class Affinity:
+    r"""The affinity matrix of a graph as an operator, :math:`W = a\,W_{local} + b\,Z Z^T`.
+
+    Parameters
+    ----------
+    local : torch sparse tensor (n x n), optional
+        Symmetric affinities between touching nodes.
+    factors : torch.Tensor (n x D), optional
+        Z with :math:`Z Z^T` the affinity between *all* node pairs (e.g. random Fourier
+        features of a Gaussian kernel, :func:`napari_deepcut.graph.affinity_factors`).
+    local_scale, factor_scale : float
+        a and b.
+    """
+
+    def __init__(self, local=None, factors=None, local_scale: float = 1.0, factor_scale: float = 1.0):
+        self.local, self.factors = local, factors
+        self.local_scale, self.factor_scale = local_scale, factor_scale
+        n = (local if local is not None else factors).shape[0]
+        ones = torch.ones(n, 1, dtype=torch.float32, device=(local if local is not None else factors).device)
+        self.degree = (self @ ones)[:, 0]
+
+    def __matmul__(self, S: torch.Tensor) -> torch.Tensor:
+        out = 0.0
+        if self.local is not None:
+            out = self.local_scale * torch.sparse.mm(self.local, S)
+        if self.factors is not None:
+            out = out + self.factor_scale * (self.factors @ (self.factors.T @ S))
+        return out
 
 
 def _orthogonality(S: torch.Tensor) -> torch.Tensor:
@@ -26,88 +50,74 @@ def _orthogonality(S: torch.Tensor) -> torch.Tensor:
     return torch.linalg.matrix_norm(gram / torch.linalg.matrix_norm(gram).clamp_min(1e-12) - identity)
 
 
-def ncut_loss(
-    S: torch.Tensor, edges: torch.Tensor, weights: torch.Tensor, degree: torch.Tensor
-) -> torch.Tensor:
+def ncut_loss(S: torch.Tensor, W: Affinity) -> torch.Tensor:
     r"""Relaxed normalized cut (Shi & Malik 2000), each cluster normalised by its own volume
     (the soft N-cut of Tang et al. 2018).
 
     .. math::
 
         L = \frac{1}{k} \sum_{c=1}^{k} \frac{cut(c)}{vol(c)}
-          = \frac{1}{k} \sum_c \frac{s_c^T A (1 - s_c)}{d^T s_c}
-          = 1 - \frac{1}{k} \sum_c \frac{s_c^T A s_c}{d^T s_c}
+          = \frac{1}{k} \sum_c \frac{s_c^T W (1 - s_c)}{d^T s_c}
+          = 1 - \frac{1}{k} \sum_c \frac{s_c^T W s_c}{d^T s_c}
 
-    where :math:`s_c` is column c of S. For one-hot S it is exactly the discrete normalized cut.
-    Unlike the MinCutPool form (:func:`mincut_loss`) it lets clusters differ in size (a small
-    object on a large background): each cluster pays for the weight it cuts relative to its own
-    volume, so splitting a uniform region costs more than following a colour edge; an empty or
-    uniformly smeared cluster scores 1, the worst value.
+    For one-hot S it is exactly the discrete normalized cut. Unlike the MinCutPool form
+    (:func:`mincut_loss`) it lets clusters differ in size (a small object on a large background):
+    each cluster pays for the weight it cuts relative to its own volume; an empty or uniformly
+    smeared cluster scores 1, the worst value.
     """
     k = S.shape[1]
-    i, j = edges[:, 0], edges[:, 1]
-    within = 2.0 * (weights[:, None] * S[i] * S[j]).sum(0)  # s_c^T A s_c, one per cluster
-    volume = degree @ S  # d^T s_c
+    within = (S * (W @ S)).sum(0)  # s_c^T W s_c
+    volume = W.degree @ S  # d^T s_c
     return 1.0 - (within / volume.clamp_min(1e-12)).sum() / k
 
 
-def mincut_loss(
-    S: torch.Tensor, edges: torch.Tensor, weights: torch.Tensor, degree: torch.Tensor
-) -> torch.Tensor:
+def mincut_loss(S: torch.Tensor, W: Affinity) -> torch.Tensor:
     r"""Relaxed normalized cut with an orthogonality term, in the MinCutPool form (Bianchi et al.
     2020) that DeepCut trains with.
 
     .. math::
 
-        L = -\frac{Tr(S^T A S)}{Tr(S^T D S)}
+        L = -\frac{Tr(S^T W S)}{Tr(S^T D S)}
             + \left\| \frac{S^T S}{\|S^T S\|_F} - \frac{I_k}{\sqrt{k}} \right\|_F
 
     The orthogonality term favours clusters of equal size: on a sparse local graph a balanced
-    straight cut through a uniform region can score better than the object's true boundary, which
+    straight cut through a uniform region can score better than an object's true boundary, which
     is why :func:`ncut_loss` is the default.
     """
-    cut = -association(S, edges, weights) / (degree * (S * S).sum(1)).sum().clamp_min(1e-12)
+    cut = -(S * (W @ S)).sum() / (W.degree * (S * S).sum(1)).sum().clamp_min(1e-12)
     return cut + _orthogonality(S)
 
 
-def correlation_clustering_loss(S: torch.Tensor, Z: torch.Tensor, shift: float) -> torch.Tensor:
-    r"""Correlation clustering over all node pairs, with affinities factorised as ``W = Z Z^T``.
-
-    Shifting the affinities by ``shift`` makes the low ones repulsive, ``W' = W - shift 1 1^T``:
+def correlation_clustering_loss(S: torch.Tensor, W: Affinity, shift: float) -> torch.Tensor:
+    r"""Correlation clustering over all node pairs with shifted affinities
+    :math:`W' = W - shift\, 1 1^T`.
 
     .. math::
 
         L = -\frac{1}{n^2} \sum_{ij} W'_{ij} \langle s_i, s_j \rangle
-          = -\frac{1}{n^2} \left( \|Z^T S\|_F^2 - shift \, \|S^T 1\|^2 \right)
+          = -\frac{1}{n^2} \left( Tr(S^T W S) - shift\, \|S^T 1\|^2 \right)
 
-    Pairs with ``w_ij > shift`` pull together, the others push apart, so the number of clusters is
-    found, not given: ``k`` is only an upper bound and unused clusters stay empty ("K-less").
+    With :math:`W = Z Z^T` the first term is :math:`\|Z^T S\|_F^2`: no n x n matrix. Pairs with
+    ``w_ij > shift`` pull together, the others push apart, so the number of clusters is found, not
+    given: ``k`` is only an upper bound and unused clusters stay empty ("K-less").
     """
     n = S.shape[0]
-    attraction = (Z.T @ S).square().sum()
-    repulsion = shift * S.sum(0).square().sum()
-    return -(attraction - repulsion) / (n * n)
+    return -((S * (W @ S)).sum() - shift * S.sum(0).square().sum()) / (n * n)
 
 
-def modularity_loss(
-    S: torch.Tensor,
-    edges: torch.Tensor,
-    weights: torch.Tensor,
-    degree: torch.Tensor,
-    collapse_weight: float = 0.1,
-) -> torch.Tensor:
+def modularity_loss(S: torch.Tensor, W: Affinity, collapse_weight: float = 0.1) -> torch.Tensor:
     r"""Spectral modularity with the collapse regulariser of DMoN (Tsitsulin et al. 2023).
 
     .. math::
 
-        L = -\frac{1}{2m} \left( Tr(S^T A S) - \frac{\|S^T d\|^2}{2m} \right)
+        L = -\frac{1}{2m} \left( Tr(S^T W S) - \frac{\|S^T d\|^2}{2m} \right)
             + \lambda \left( \frac{\sqrt{k}}{n} \left\| \textstyle\sum_i s_i \right\| - 1 \right)
 
-    with ``2m = sum_i d_i``. The regulariser uses the cluster sizes ``sum_i s_i`` (a sum over
-    nodes): it is 0 for equal clusters and grows to ``sqrt(k) - 1`` when all nodes collapse into one.
+    with :math:`2m = \sum_i d_i`. The regulariser uses the cluster sizes :math:`\sum_i s_i` (a
+    sum over nodes): 0 for equal clusters, :math:`\sqrt{k} - 1` when all nodes collapse into one.
     """
     n, k = S.shape
-    two_m = degree.sum().clamp_min(1e-12)
-    modularity = (association(S, edges, weights) - (S.T @ degree).square().sum() / two_m) / two_m
+    two_m = W.degree.sum().clamp_min(1e-12)
+    modularity = ((S * (W @ S)).sum() - (S.T @ W.degree).square().sum() / two_m) / two_m
     collapse = math.sqrt(k) / n * torch.linalg.vector_norm(S.sum(0)) - 1.0
     return -modularity + collapse_weight * collapse

@@ -11,7 +11,7 @@ import numpy as np
 from scipy import ndimage
 
 from .baselines import spectral_ncut
-from .cluster import Clustering, Progress, train_clustering
+from .cluster import Clustering, Progress, SegmentationCancelled, train_clustering
 from .graph import Graph, build_graph
 from .image import PreparedImage, prepare_image
 from .settings import Settings, from_kwargs
@@ -97,8 +97,10 @@ def run_metadata(settings: Settings, *stages: StageResult | None) -> dict:
 def _cluster(
     graph: Graph, k: int, settings: Settings, loss: str, stage: str, progress, cancel
 ) -> Clustering:
+    if cancel is not None and cancel():  # graph building can take a while on large images
+        raise SegmentationCancelled(f"cancelled before {stage} training")
     if settings.clustering == "spectral":
-        return spectral_ncut(graph, k, seed=settings.seed)
+        return spectral_ncut(graph, k, settings.seed, settings.long_range_weight)
     runs = [
         train_clustering(
             graph, k, settings.replace(seed=settings.seed + r), loss, stage, progress, cancel
@@ -228,6 +230,7 @@ def segment(
     *,
     channel_axis: int | None = None,
     spacing=None,
+    rgb: bool | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelCheck | None = None,
     **settings,
@@ -250,6 +253,8 @@ def segment(
         Channel axis. None: a last axis of length 3 or 4 (on 3+ dimensions) is RGB(A).
     spacing : sequence of float, optional
         Physical pixel / voxel size per spatial axis (anisotropic volumes).
+    rgb : bool, optional
+        Whether the channel axis is RGB(A) (as napari's ``layer.rgb``); default guessed.
     progress : callable, optional
         Called with a :class:`~napari_deepcut.cluster.Progress` after every epoch.
     cancel : callable, optional
@@ -271,7 +276,7 @@ def segment(
     config = from_kwargs(settings)
     if parts is not None:
         _check_parts(parts)
-    prepared = prepare_image(image, channel_axis=channel_axis, spacing=spacing)
+    prepared = prepare_image(image, channel_axis=channel_axis, spacing=spacing, rgb=rgb)
     first = foreground_stage(prepared, config, progress, cancel)
     second = None
     if parts is not None:
@@ -296,6 +301,7 @@ def segment_parts(
     *,
     channel_axis: int | None = None,
     spacing=None,
+    rgb: bool | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelCheck | None = None,
     **settings,
@@ -323,5 +329,5 @@ def segment_parts(
     """
     config = from_kwargs(settings)
     _check_parts(parts)
-    prepared = prepare_image(image, channel_axis=channel_axis, spacing=spacing)
+    prepared = prepare_image(image, channel_axis=channel_axis, spacing=spacing, rgb=rgb)
     return parts_stage(prepared, foreground_mask, parts, config, progress, cancel).labels

@@ -81,6 +81,19 @@ class Settings:
         "(median squared feature distance over the graph's edges).",
         min=0.0,
     )
+    feature_neighbours: int = _setting(
+        10,
+        "Long-range edges: link each node to this many nodes of most similar features anywhere in "
+        "the image (0 = only touching nodes).",
+        min=0,
+        max=200,
+    )
+    long_range_weight: float = _setting(
+        1.0,
+        "Share of the graph's affinity carried by the long-range edges (0 = touching nodes only).",
+        min=0.0,
+        max=1.0,
+    )
     loss: Literal["ncut", "mincut", "cc", "modularity"] = _setting(
         "ncut",
         "Clustering objective: relaxed normalized cut, its MinCutPool form (as DeepCut), "
