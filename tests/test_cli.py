@@ -119,7 +119,7 @@ def test_bad_settings_are_usage_errors(inputs, tmp_path, capsys):
 
 def test_every_setting_is_a_flag_with_its_default_and_help():
     parser = build_parser()
-    segment_parser = parser._subparsers._group_actions[0].choices["segment"]
+    segment_parser = parser.subcommands["segment"]
     actions = {a.dest: a for a in segment_parser._actions}
     for spec in settings.fields():
         action = actions[spec.name]

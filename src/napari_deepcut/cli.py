@@ -164,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--channel_axis", "--channel-axis", type=int, metavar="AXIS")
     add_run_arguments(cmp)
     add_settings_arguments(cmp)
+    parser.subcommands = {"segment": seg, "demo": demo, "evaluate": ev, "compare": cmp}
     return parser
 
 
@@ -320,11 +321,11 @@ def run_evaluate(args, parser) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     ev.write_scores_csv(scores, args.out / "scores.csv")
     ev.plot_scores(scores, methods, args.out / "scores.png", title=f"{args.images} ({len(pairs)} images)")
-    command = "napari-deepcut " + " ".join(sys.argv[1:]) if sys.argv and "napari-deepcut" in sys.argv[0] else None
+    import shlex
+
+    command = shlex.join(["napari-deepcut", *args.argv])
     notes = "\n".join(f"- {m}: {ev.METHOD_NOTES[m]}" for m in methods)
-    (args.out / "summary.md").write_text(
-        (f"`{command}`\n\n" if command else "") + f"{args.images}, {len(pairs)} images\n\n{table}\n\n{notes}\n"
-    )
+    (args.out / "summary.md").write_text(f"`{command}`\n\n{args.images}, {len(pairs)} images\n\n{table}\n\n{notes}\n")
     print(table)
     failures = [s for s in scores if s.note and s.iou != s.iou]
     for s in failures:
@@ -361,9 +362,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    subparser = parser._subparsers._group_actions[0].choices[args.command]
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     run = {"segment": run_segment, "demo": run_demo, "evaluate": run_evaluate, "compare": run_compare}
-    return run[args.command](args, subparser)
+    return run[args.command](args, parser.subcommands[args.command])
 
 
 if __name__ == "__main__":

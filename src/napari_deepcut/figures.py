@@ -102,7 +102,7 @@ def comparison_figure(
 
     panels = [
         ("original", rgb, None),
-        (f"SLIC superpixels\n{graph.n_nodes} nodes, {graph_seconds:.1f} s", mark_boundaries(rgb, graph.node_labels + 1), None),
+        (f"SLIC superpixels\n{graph.n_nodes} nodes, {graph_seconds:.1f} s", mark_boundaries(rgb, graph.node_labels + 1, color=(0, 0.9, 1), mode="inner"), None),
         (f"classical N-cut (spectral)\n{ncut_seconds:.1f} s", None, ncut),
         (f"GNN, superpixels ({settings.loss})\n{gnn_seconds:.1f} s", None, gnn.foreground),
         (f"GNN, pixels ({n_pixel_nodes} nodes)\n{pixel_seconds:.1f} s", None, pixels.foreground),
@@ -115,13 +115,13 @@ def comparison_figure(
         ax.set_title(title, fontsize=10)
         ax.axis("off")
 
-    ax = figure.add_subplot(grid[1, :2])
+    ax = figure.add_subplot(grid[1, :3])
     ax.hist(graph.weights, bins=50, color="C0")
     ax.set_xlabel(r"edge affinity $w_{ij} = \exp(-|c_i - c_j|^2 / \sigma)$")
     ax.set_ylabel("edges")
     ax.set_title(f"superpixel graph: {len(graph.edges)} edges, sigma = {graph.sigma:.3g}", fontsize=10)
 
-    ax = figure.add_subplot(grid[1, 2:])
+    ax = figure.add_subplot(grid[1, 3:])
     nodes = np.arange(graph.n_nodes)
     if graph.n_nodes > max_matrix_nodes:
         nodes = np.sort(np.random.default_rng(0).choice(graph.n_nodes, max_matrix_nodes, replace=False))
@@ -135,7 +135,7 @@ def comparison_figure(
     boundary = np.count_nonzero(clusters[nodes] == clusters[nodes][0])
     ax.axhline(boundary - 0.5, color="w", lw=0.8)
     ax.axvline(boundary - 0.5, color="w", lw=0.8)
-    ax.set_title(f"affinities between all {len(nodes)} superpixels, ordered by GNN cluster", fontsize=10)
+    ax.set_title(f"affinities of all {len(nodes)} superpixel pairs,\nordered by GNN cluster", fontsize=10)
     ax.set_xlabel("superpixel")
     ax.set_ylabel("superpixel")
     figure.colorbar(shown, ax=ax, shrink=0.8)

@@ -1,0 +1,144 @@
+"""Seconds and peak memory of the default pipeline against scikit-image's normalized cut.
+
+All cases run one after the other in this one process, on the same images:
+
+- ``segment(image, parts=4)`` (default settings: superpixels, both stages) on astronaut (512 x 512
+  RGB) and on a 2048 x 2048 grey image (scikit-image's camera, resized);
+- pixel mode at full resolution, ``nodes="pixels", downsample=1``: 262,144 graph nodes on astronaut;
+- scikit-image's recipe: ``slic(n_segments=400, compactness=30)`` + ``graph.rag_mean_color(mode=
+  "similarity")`` + ``graph.cut_normalized`` on both images.
+
+Peak memory is the highest resident set size (RSS, sampled every 5 ms by a thread) during a case,
+minus the RSS when the case started: what the case itself needed, torch's buffers included
+(tracemalloc would miss those).
+
+    python benchmarks/speed.py --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import threading
+import time
+
+import numpy as np
+
+
+def rss_bytes() -> int:
+    """This process's resident set size now."""
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        import psutil
+
+        return psutil.Process().memory_info().rss
+
+
+class PeakMemory:
+    """Context manager: ``.peak`` = highest RSS seen inside minus the RSS on entry."""
+
+    def __enter__(self):
+        self.start = rss_bytes()
+        self.high = self.start
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def _watch(self):
+        while not self._stop.wait(0.005):
+            self.high = max(self.high, rss_bytes())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.high = max(self.high, rss_bytes())
+        self.peak = self.high - self.start
+
+
+def skimage_ncut(image: np.ndarray, seed: int = 0) -> np.ndarray:
+    """scikit-image's documented normalized-cut recipe (8-bit RGB in)."""
+    from skimage import graph
+    from skimage.segmentation import slic
+
+    rgb = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=-1)
+    labels = slic(rgb, n_segments=400, compactness=30, start_label=1, channel_axis=-1)
+    rag = graph.rag_mean_color(rgb, labels, mode="similarity")
+    return graph.cut_normalized(labels, rag, rng=seed)
+
+
+def images() -> dict[str, np.ndarray]:
+    from skimage import data
+    from skimage.transform import resize
+
+    camera = resize(data.camera(), (2048, 2048), order=1, preserve_range=True, anti_aliasing=False)
+    return {"astronaut 512x512 RGB": data.astronaut(), "camera 2048x2048 grey": camera.astype(np.uint8)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument("--skip-pixels", action="store_true", help="leave out the 262,144-node case")
+    args = parser.parse_args()
+
+    import torch
+
+    from napari_deepcut import __version__, segment
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    pictures = images()
+    # Warm up torch and the imports so that the first case does not pay for them.
+    segment(pictures["astronaut 512x512 RGB"][::8, ::8], parts=2, epochs=5, n_segments=50)
+    skimage_ncut(pictures["astronaut 512x512 RGB"][::8, ::8])
+
+    cases = []
+    for name, image in pictures.items():
+        cases.append((name, "napari-deepcut segment(parts=4), superpixels", lambda im=image: segment(im, parts=4)))
+        cases.append((name, "skimage SLIC + rag_mean_color + cut_normalized", lambda im=image: skimage_ncut(im)))
+    if not args.skip_pixels:
+        astronaut = pictures["astronaut 512x512 RGB"]
+        cases.append(
+            ("astronaut 512x512 RGB", "napari-deepcut segment(parts=4), pixels, 262,144 nodes",
+             lambda: segment(astronaut, parts=4, nodes="pixels", downsample=1))
+        )
+
+    results = []
+    for image_name, method, run in cases:
+        with PeakMemory() as memory:
+            start = time.perf_counter()
+            output = run()
+            seconds = time.perf_counter() - start
+        detail = ""
+        if hasattr(output, "foreground_stage"):
+            stages = [output.foreground_stage, output.parts_stage]
+            nodes = [s.graph.n_nodes for s in stages if s is not None and s.graph is not None]
+            epochs = [len(s.clustering.loss_history) for s in stages if s is not None and s.clustering is not None]
+            detail = f"nodes {'/'.join(map(str, nodes))}, epochs {'/'.join(map(str, epochs))}"
+        else:
+            detail = f"{len(np.unique(output))} segments"
+        results.append((image_name, method, seconds, memory.peak / 2**20, detail))
+        print(f"  {image_name} | {method}: {seconds:.1f} s, {memory.peak / 2**20:.0f} MiB", flush=True)
+
+    print(
+        f"\nnapari-deepcut {__version__}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs\n"
+    )
+    print("| image | method | seconds | peak memory (MiB) | graph |")
+    print("|---|---|---:|---:|---|")
+    for image_name, method, seconds, mib, detail in results:
+        print(f"| {image_name} | {method} | {seconds:.1f} | {mib:.0f} | {detail} |")
+
+    print("\n| image | deepcut / skimage seconds | deepcut / skimage peak memory |")
+    print("|---|---:|---:|")
+    for name in pictures:
+        ours = next(r for r in results if r[0] == name and r[1].endswith("superpixels"))
+        theirs = next(r for r in results if r[0] == name and r[1].startswith("skimage"))
+        print(f"| {name} | {ours[2] / theirs[2]:.2f} | {ours[3] / max(theirs[3], 1e-9):.2f} |")
+
+
+if __name__ == "__main__":
+    main()
