@@ -120,6 +120,8 @@ DECK_SETTINGS = dict(
     n_segments=400,
     features="colour",
     position_weight=1.0,
+    feature_neighbours=0,  # the deck's graph: touching superpixels only
+    long_range_weight=0.0,
     conv_hidden=1024,
     mlp_hidden=512,
     loss="mincut",
@@ -141,41 +143,6 @@ def _grey_or_rgb_uint8(prepared) -> np.ndarray:
     return np.round(rgb * 255).astype(np.uint8)
 
 
-def _robust_spectral(graph, n_clusters: int, seed: int):
-    """:func:`napari_deepcut.baselines.spectral_ncut`, with a solver that converges when ARPACK
-    does not (the top eigenvalues of the normalised affinity cluster near 1)."""
-    from scipy.sparse.linalg import ArpackNoConvergence
-
-    from .baselines import spectral_ncut
-
-    try:
-        return spectral_ncut(graph, n_clusters, seed=seed), False
-    except ArpackNoConvergence:
-        pass
-    import scipy.sparse as sp
-    from scipy.cluster.vq import kmeans2
-    from scipy.sparse.linalg import lobpcg
-
-    from .cluster import Clustering
-
-    n = graph.n_nodes
-    i, j = graph.edges[:, 0], graph.edges[:, 1]
-    w = np.concatenate([graph.weights, graph.weights]).astype(np.float64)
-    W = sp.csr_matrix((w, (np.r_[i, j], np.r_[j, i])), shape=(n, n))
-    scale = sp.diags(1.0 / np.sqrt(np.asarray(W.sum(1)).ravel() + 1e-12))
-    M = scale @ W @ scale
-    rng = np.random.default_rng(seed)
-    if n <= 5000:
-        _, U = np.linalg.eigh(M.toarray())
-        U = U[:, -n_clusters:]
-    else:
-        _, U = lobpcg(M, rng.uniform(-1, 1, (n, n_clusters)), largest=True, tol=1e-6, maxiter=2000)
-    U = U / np.maximum(np.linalg.norm(U, axis=1, keepdims=True), 1e-12)
-    _, labels = kmeans2(U, n_clusters, minit="++", seed=rng)
-    labels = labels.astype(np.int64)
-    return Clustering(np.eye(n_clusters, dtype=np.float32)[labels], labels, []), True
-
-
 def deepcut_foreground(image, settings: Settings) -> tuple[np.ndarray, str]:
     """The engine's foreground with ``settings``."""
     from .image import prepare_image
@@ -186,21 +153,13 @@ def deepcut_foreground(image, settings: Settings) -> tuple[np.ndarray, str]:
 
 
 def ncut_foreground(image, settings: Settings) -> tuple[np.ndarray, str]:
-    """The engine's graph, cut by the spectral normalized cut; background by the engine's rule."""
-    from .graph import build_graph
+    """The engine's graph, cut by the spectral normalized cut (``clustering="spectral"``);
+    background by the engine's border rule."""
     from .image import prepare_image
-    from .pipeline import background_cluster, clean_foreground
+    from .pipeline import foreground_stage
 
-    settings = settings.replace(clustering="spectral")
     prepared = prepare_image(image)
-    if prepared.constant:
-        return np.zeros(prepared.spatial_shape, bool), ""
-    graph = build_graph(prepared, settings)
-    clustering, fallback = _robust_spectral(graph, 2, settings.seed)
-    background = background_cluster(graph, clustering.labels)
-    foreground = graph.to_image(clustering.labels != background, fill=False)
-    foreground = clean_foreground(foreground, settings.keep_largest, settings.fill_holes)
-    return foreground, ("ARPACK did not converge: dense / LOBPCG eigensolver used" if fallback else "")
+    return foreground_stage(prepared, settings.replace(clustering="spectral")).labels.astype(bool), ""
 
 
 def skimage_ncut_foreground(image, settings: Settings) -> tuple[np.ndarray, str]:
