@@ -278,6 +278,17 @@ def feature_neighbours(features: np.ndarray, k: int) -> np.ndarray:
     return np.stack([keys // n, keys % n], axis=1)
 
 
+def automatic_sigma(features: np.ndarray) -> float:
+    """The mean squared distance between the features of two nodes drawn at random,
+    ``sigma = mean_{i,j} |c_i - c_j|^2 = 2 sum_f Var(c_f)`` (1 when all features are equal).
+
+    With this scale a typical pair of nodes has affinity ``exp(-1)``, nodes alike in colour
+    approach 1 and the most different approach 0, whatever the image's units or contrast.
+    """
+    sigma = 2.0 * float(features.astype(np.float64).var(0).sum())
+    return sigma if sigma > 1e-12 else 1.0
+
+
 def affinity_weights(
     features: np.ndarray, edges: np.ndarray, sigma: float | None = None
 ) -> tuple[np.ndarray, float]:
@@ -289,8 +300,7 @@ def affinity_weights(
         Node features ``c_i``.
     edges : ndarray of int, shape (m, 2)
     sigma : float, optional
-        Scale; ``None`` or 0 picks the median of the positive squared distances over the edges
-        (1 when there are none).
+        Scale; ``None`` or 0 picks :func:`automatic_sigma`.
 
     Returns
     -------
@@ -299,11 +309,8 @@ def affinity_weights(
     """
     diff = features[edges[:, 0]].astype(np.float64) - features[edges[:, 1]]
     dist2 = np.einsum("ij,ij->i", diff, diff)
-    if not sigma:
-        positive = dist2[dist2 > 1e-12]
-        sigma = float(np.median(positive)) if positive.size else 1.0
+    sigma = sigma or automatic_sigma(features)
     return np.exp(-dist2 / sigma).astype(np.float32), float(sigma)
-
 
 def affinity_matrix(graph: Graph, long_range_weight: float) -> "scipy.sparse.csr_matrix":
     r"""The graph's symmetric affinity matrix W (sparse, n x n), the one every clustering sees.

@@ -70,7 +70,7 @@ class Settings:
         choices=FEATURE_KINDS,
     )
     position_weight: float = _setting(
-        0.5,
+        0.0,
         "Weight of a node's position among the network's inputs (0 = colour only).",
         min=0.0,
         max=10.0,
@@ -78,7 +78,7 @@ class Settings:
     affinity_sigma: float = _setting(
         0.0,
         "Affinity scale sigma in w_ij = exp(-|c_i - c_j|^2 / sigma); 0 = automatic "
-        "(median squared feature distance over the graph's edges).",
+        "(the mean squared feature distance between two nodes).",
         min=0.0,
     )
     feature_neighbours: int = _setting(
@@ -89,7 +89,7 @@ class Settings:
         max=200,
     )
     long_range_weight: float = _setting(
-        1.0,
+        0.5,
         "Share of the graph's affinity carried by the long-range edges (0 = touching nodes only).",
         min=0.0,
         max=1.0,
@@ -101,7 +101,7 @@ class Settings:
         choices=LOSSES,
     )
     cc_shift: float = _setting(
-        0.2,
+        0.5,
         "Correlation clustering: affinities below this value become repulsive (w - shift < 0).",
         min=0.0,
         max=1.0,

@@ -1,0 +1,405 @@
+"""The engine on synthetic images with known truth: graphs, losses, both stages, baselines, bad input."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from napari_deepcut import SegmentationCancelled, segment, segment_parts
+from napari_deepcut.baselines import spectral_ncut
+from napari_deepcut.graph import (
+    affinity_factors,
+    affinity_weights,
+    build_graph,
+    node_means,
+    pixel_labels,
+    region_adjacency,
+)
+from napari_deepcut.image import prepare_image
+from napari_deepcut.losses import Affinity, correlation_clustering_loss, modularity_loss, ncut_loss
+from napari_deepcut.settings import Settings, from_kwargs
+
+FAST = dict(epochs=150)  # default n_segments: ~9-pixel superpixels on these 96 x 96 images
+
+
+def iou(a, b) -> float:
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    return (a & b).sum() / max((a | b).sum(), 1)
+
+
+def two_region(shape=(96, 96), seed=0):
+    """A red rectangle on a blue background with noise: (uint8 RGB image, bool truth)."""
+    rng = np.random.default_rng(seed)
+    truth = np.zeros(shape, bool)
+    truth[24:72, 30:78] = True
+    image = np.where(truth[..., None], [220, 60, 40], [30, 120, 200]).astype(float)
+    return np.clip(image + rng.normal(0, 10, image.shape), 0, 255).astype(np.uint8), truth
+
+
+def three_colours(seed=0):
+    """Three vertical bands of very different colour inside a square on a dark background."""
+    rng = np.random.default_rng(seed)
+    image = np.full((96, 96, 3), 30.0)
+    truth = np.zeros((96, 96), int)
+    for part, (cols, colour) in enumerate(
+        [((16, 40), (220, 40, 40)), ((40, 60), (40, 200, 40)), ((60, 80), (40, 40, 220))], start=1
+    ):
+        image[16:80, cols[0] : cols[1]] = colour
+        truth[16:80, cols[0] : cols[1]] = part
+    image = np.clip(image + rng.normal(0, 8, image.shape), 0, 255).astype(np.uint8)
+    return image, truth
+
+
+# --- graph -------------------------------------------------------------------------------------
+
+
+def test_edge_weights_match_scikit_image_rag():
+    from skimage import data, graph as skgraph
+    from skimage.segmentation import slic
+
+    image = data.coffee()[::4, ::4]
+    labels = slic(image, n_segments=80, start_label=0)
+    rag = skgraph.rag_mean_color(image, labels, connectivity=2, mode="similarity", sigma=255.0)
+    edges = region_adjacency(labels, connectivity=2)
+    means = node_means(image.astype(np.float64), labels, labels.max() + 1)
+    weights, sigma = affinity_weights(means, edges, sigma=255.0)
+    assert sigma == 255.0
+    assert len(edges) == rag.number_of_edges()
+    expected = np.array([rag[i][j]["weight"] for i, j in edges])
+    np.testing.assert_allclose(weights, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_region_adjacency_grid_and_connectivity():
+    grid = np.arange(12).reshape(3, 4)
+    four = region_adjacency(grid, 1)
+    eight = region_adjacency(grid, 2)
+    assert len(four) == 3 * 3 + 2 * 4  # horizontal + vertical pairs
+    assert len(eight) == len(four) + 2 * 2 * 3  # plus both diagonals
+    assert (four[:, 0] < four[:, 1]).all()
+    volume = np.arange(27).reshape(3, 3, 3)
+    assert len(region_adjacency(volume, 1)) == 3 * 2 * 9
+    # 26-neighbours: 3 axis offsets (18 pairs each), 6 face diagonals (12), 4 body diagonals (8)
+    assert len(region_adjacency(volume, 3)) == 3 * 18 + 6 * 12 + 4 * 8
+
+
+def test_pixel_nodes_blocks_and_mask():
+    labels, grid = pixel_labels((5, 7), 2)
+    assert grid.shape == (3, 4)
+    assert labels[0, 0] == labels[1, 1] == 0 and labels[4, 6] == 11
+    mask = np.zeros((5, 7), bool)
+    mask[3:, 4:] = True
+    labels, grid = pixel_labels((5, 7), 2, mask)
+    assert (labels[~mask] == -1).all()
+    assert set(np.unique(labels[mask])) == {0, 1, 2, 3}
+    assert (grid >= 0).sum() == 4
+
+
+def test_affinity_factors_approximate_the_gaussian_kernel():
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(200, 3)).astype(np.float32)
+    Z = affinity_factors(features, sigma=2.0, n_factors=4096, seed=0)
+    d2 = ((features[:, None] - features[None]) ** 2).sum(-1)
+    exact = np.exp(-d2 / 2.0)
+    assert np.abs(Z @ Z.T - exact).mean() < 0.02
+
+
+def test_superpixel_graph_is_sparse_and_consistent():
+    image, _ = two_region()
+    graph = build_graph(prepare_image(image), Settings(n_segments=100))
+    n = graph.n_nodes
+    assert 50 <= n <= 150
+    assert graph.node_labels.shape == image.shape[:2]
+    assert graph.node_labels.min() == 0 and graph.node_labels.max() == n - 1
+    assert graph.sizes.sum() == image.shape[0] * image.shape[1]
+    assert ((graph.weights >= 0) & (graph.weights <= 1)).all() and graph.weights.max() > 0.5
+    assert len(graph.edges) < 10 * n and len(graph.feature_edges) <= 10 * n
+
+
+# --- losses ------------------------------------------------------------------------------------
+
+
+def _two_blocks():
+    """Two cliques joined by one weak edge, and the matching one-hot assignment."""
+    edges = np.array([[0, 1], [0, 2], [1, 2], [3, 4], [3, 5], [4, 5], [2, 3]])
+    weights = np.array([1, 1, 1, 1, 1, 1, 0.01], np.float32)
+    index = torch.from_numpy(np.concatenate([edges, edges[:, ::-1]]).T.copy())
+    A = torch.sparse_coo_tensor(index, torch.from_numpy(np.r_[weights, weights]), (6, 6)).coalesce()
+    truth = torch.tensor([[1.0, 0]] * 3 + [[0, 1.0]] * 3)
+    return Affinity(local=A), truth
+
+
+def test_ncut_loss_is_the_discrete_normalized_cut_and_prefers_the_true_split():
+    W, truth = _two_blocks()
+    vol = 6.01  # each block: 3 edges x 2 + the bridge
+    # float32: 1 - (ratio close to 1) keeps ~1e-7 absolute precision
+    assert ncut_loss(truth, W).item() == pytest.approx((0.01 / vol + 0.01 / vol) / 2, abs=1e-6)
+    one_cluster = torch.tensor([[1.0, 0]] * 6)
+    uniform = torch.full((6, 2), 0.5)
+    assert ncut_loss(truth, W) < ncut_loss(one_cluster, W)
+    assert ncut_loss(truth, W) < ncut_loss(uniform, W)
+
+
+def test_modularity_collapse_term_depends_on_the_assignment():
+    W, truth = _two_blocks()
+    one_cluster = torch.tensor([[1.0, 0]] * 6)
+    # modularity of one cluster is 0 and its collapse penalty sqrt(2) - 1 > 0: it must score worse
+    assert modularity_loss(truth, W) < modularity_loss(one_cluster, W)
+    balanced = modularity_loss(truth, W, collapse_weight=1.0) - modularity_loss(truth, W, 0.0)
+    collapsed = modularity_loss(one_cluster, W, 1.0) - modularity_loss(one_cluster, W, 0.0)
+    assert balanced.item() == pytest.approx(0.0, abs=1e-6)
+    assert collapsed.item() == pytest.approx(np.sqrt(2) - 1, rel=1e-5)
+
+
+def test_correlation_clustering_factorised_equals_dense():
+    rng = np.random.default_rng(0)
+    Z = torch.from_numpy(rng.normal(size=(30, 8)).astype(np.float32)) / 3
+    S = torch.softmax(torch.from_numpy(rng.normal(size=(30, 4)).astype(np.float32)), 1)
+    shift = 0.2
+    dense = -((Z @ Z.T - shift) * (S @ S.T)).sum() / 30**2
+    assert correlation_clustering_loss(S, Affinity(factors=Z), shift).item() == pytest.approx(
+        dense.item(), rel=1e-4
+    )
+
+
+# --- stage 1 -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("nodes", ["superpixels", "pixels"])
+@pytest.mark.parametrize("loss", ["ncut", "cc", "modularity"])
+def test_two_regions_foreground(nodes, loss):
+    image, truth = two_region()
+    result = segment(image, nodes=nodes, loss=loss, **FAST)
+    assert result.foreground.dtype == np.uint8 and result.foreground.shape == truth.shape
+    assert set(np.unique(result.foreground)) <= {0, 1}
+    assert iou(result.foreground, truth) >= 0.95
+    assert result.parts is None
+
+
+def test_foreground_is_decided_by_border_contact_not_size():
+    """The object is the larger region here, yet it does not touch the border."""
+    image, _ = two_region()
+    truth = np.zeros(image.shape[:2], bool)
+    truth[8:88, 8:88] = True
+    image = np.where(truth[..., None], image[30, 40], image[2, 2]).astype(np.uint8)
+    assert iou(segment(image, **FAST).foreground, truth) >= 0.95
+
+
+def test_same_seed_same_result_and_seed_matters_only_through_training():
+    image, _ = two_region(seed=3)
+    a = segment(image, parts=3, **FAST)
+    b = segment(image, parts=3, **FAST)
+    np.testing.assert_array_equal(a.foreground, b.foreground)
+    np.testing.assert_array_equal(a.parts, b.parts)
+    np.testing.assert_array_equal(
+        a.foreground_stage.clustering.assignments, b.foreground_stage.clustering.assignments
+    )
+    # the caller's global torch RNG is untouched
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    segment(image, **FAST)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_gnn_and_spectral_baseline_agree_on_an_easy_image():
+    image, truth = two_region()
+    gnn = segment(image, **FAST)
+    spectral = segment(image, clustering="spectral", **FAST)
+    assert iou(spectral.foreground, truth) >= 0.95
+    assert iou(gnn.foreground, spectral.foreground) >= 0.95
+
+
+def test_spectral_ncut_on_two_cliques():
+    image, _ = two_region()
+    graph = build_graph(prepare_image(image), Settings(n_segments=60))
+    result = spectral_ncut(graph, 2, seed=0)
+    assert result.assignments.shape == (graph.n_nodes, 2)
+    assert set(np.unique(result.labels)) == {0, 1}
+
+
+def test_grayscale_uint16_and_float():
+    image, truth = two_region()
+    grey = (image[..., 0].astype(np.uint16) * 200).astype(np.uint16)  # red channel separates
+    assert iou(segment(grey, **FAST).foreground, truth) >= 0.95
+    assert iou(segment(grey.astype(np.float32) / 7.3 - 100, **FAST).foreground, truth) >= 0.95
+
+
+def test_multichannel_with_channel_axis():
+    image, truth = two_region()
+    channels = np.moveaxis(image[..., :2], -1, 0).astype(np.uint16) * 50  # (C, Y, X), not RGB
+    result = segment(channels, channel_axis=0, **FAST)
+    assert result.foreground.shape == truth.shape
+    assert iou(result.foreground, truth) >= 0.95
+
+
+@pytest.mark.parametrize("nodes", ["superpixels", "pixels"])
+def test_volume_with_anisotropic_spacing(nodes):
+    rng = np.random.default_rng(0)
+    zz, yy, xx = np.indices((16, 40, 40))
+    truth = ((zz - 8) * 2.0) ** 2 + (yy - 20) ** 2 + (xx - 20) ** 2 < 11**2
+    volume = (truth * 0.6 + 0.2 + rng.normal(0, 0.05, truth.shape)).astype(np.float32)
+    # SLIC's small 3D supervoxels follow intensity edges only at low compactness, unsmoothed
+    result = segment(
+        volume, spacing=(2.0, 1.0, 1.0), nodes=nodes, n_segments=500, compactness=0.1,
+        smoothing=0.0, epochs=150,
+    )
+    assert result.foreground.shape == volume.shape
+    assert iou(result.foreground, truth) >= 0.9
+
+
+def test_rgb_flag_reads_a_small_last_axis_as_space():
+    rng = np.random.default_rng(0)
+    volume = rng.random((20, 20, 3)).astype(np.float32)
+    assert prepare_image(volume).rgb
+    prepared = prepare_image(volume, rgb=False)
+    assert not prepared.rgb and prepared.spatial_shape == (20, 20, 3)
+
+
+# --- stage 2 -----------------------------------------------------------------------------------
+
+
+def test_k_less_correlation_clustering_finds_three_parts():
+    image, truth = three_colours()
+    parts = segment_parts(image, truth > 0, parts="auto", nodes="pixels", epochs=300)
+    assert parts.dtype == np.uint16 and parts.shape == truth.shape
+    assert parts.max() == 3
+    assert (parts[truth == 0] == 0).all()
+    for part in (1, 2, 3):  # each found part is one true band
+        assert np.bincount(truth[parts == part]).max() / (parts == part).sum() >= 0.95
+
+
+@pytest.mark.parametrize("nodes", ["superpixels", "pixels"])
+def test_parts_with_given_k_follow_the_colours(nodes):
+    image, truth = three_colours()
+    parts = segment_parts(image, truth > 0, parts=3, nodes=nodes, n_segments=200, epochs=300)
+    assert set(np.unique(parts)) == {0, 1, 2, 3}
+    purity = sum(np.bincount(truth[parts == p]).max() for p in (1, 2, 3)) / (truth > 0).sum()
+    assert purity >= 0.9
+
+
+def test_parts_respect_a_hand_edited_mask():
+    image, truth = three_colours()
+    mask = truth > 0
+    mask[:, 60:] = False  # the user erased the blue band
+    parts = segment_parts(image, mask, parts=2, **FAST)
+    assert (parts[~mask] == 0).all() and (parts[mask] > 0).all()
+
+
+def warm_object_on_cool_background(seed=0):
+    """Red, orange and yellow bands (closer to each other than to the background) on blue."""
+    rng = np.random.default_rng(seed)
+    image = np.full((96, 96, 3), (30.0, 60.0, 200.0))
+    truth = np.zeros((96, 96), int)
+    bands = [(16, 40, (220, 40, 40)), (40, 60, (240, 150, 40)), (60, 80, (240, 230, 80))]
+    for part, (start, stop, colour) in enumerate(bands, start=1):
+        image[16:80, start:stop] = colour
+        truth[16:80, start:stop] = part
+    return np.clip(image + rng.normal(0, 8, image.shape), 0, 255).astype(np.uint8), truth
+
+
+def test_two_stages_together():
+    image, truth = warm_object_on_cool_background()
+    result = segment(image, parts=3, nodes="pixels", epochs=300)
+    assert iou(result.foreground, truth > 0) >= 0.95
+    assert result.parts.dtype == np.uint16 and result.parts.max() == 3
+    assert (result.parts[result.foreground == 0] == 0).all()
+    meta = result.metadata()
+    assert meta["settings"]["seed"] == 0 and meta["parts"]["n_clusters"] == 3
+    stage = result.foreground_stage
+    assert stage.graph.node_labels.shape == truth.shape
+    assert stage.clustering.assignments.shape[1] == 2 and len(stage.clustering.loss_history) > 0
+
+
+def test_progress_and_cancel_hooks():
+    image, _ = two_region()
+    seen = []
+    segment(image, progress=seen.append, **FAST)
+    assert seen and seen[0].stage == "foreground" and seen[0].epoch == 1
+    assert all(p.epochs == FAST["epochs"] for p in seen)
+    calls = []
+    with pytest.raises(SegmentationCancelled):
+        segment(image, cancel=lambda: calls.append(1) or len(calls) > 3, **FAST)
+    assert len(calls) == 4
+
+
+def test_pixel_mode_full_resolution_runs_sparse():
+    image, truth = two_region(shape=(160, 160))
+    result = segment(image, nodes="pixels", downsample=1, epochs=100)
+    assert result.foreground_stage.graph.n_nodes == 160 * 160
+    assert result.foreground.shape == (160, 160)
+    assert iou(result.foreground, truth) >= 0.95
+
+
+def test_automatic_downsampling_bounds_the_node_count():
+    image, _ = two_region(shape=(200, 300))
+    graph = build_graph(prepare_image(image), Settings(nodes="pixels", max_pixel_nodes=5000))
+    assert graph.n_nodes <= 5000
+    assert graph.node_labels.shape == (200, 300)
+
+
+# --- bad input ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "image, kwargs, error, words",
+    [
+        (np.full((20, 20), np.nan), {}, ValueError, "NaN"),
+        (np.array([[1.0, np.inf], [0, 1]]), {}, ValueError, "infinite"),
+        (np.zeros((1, 30)), {}, ValueError, "at least 2 pixels"),
+        (np.zeros((0, 0)), {}, ValueError, "at least 2 pixels"),
+        (np.zeros(5), {}, ValueError, "at least 2 dimensions"),
+        (np.zeros((2, 3, 8, 8, 5)), {}, ValueError, "channel_axis"),
+        (np.array([["a", "b"], ["c", "d"]]), {}, TypeError, "dtype"),
+        (np.random.rand(10, 10), {"n_segments": 500}, ValueError, "n_segments"),
+        (np.random.rand(10, 10), {"loss": "bogus"}, ValueError, "loss"),
+        (np.random.rand(10, 10), {"parts": 1}, ValueError, "parts"),
+        (np.random.rand(10, 10), {"parts": "many"}, ValueError, "parts"),
+        (np.random.rand(10, 10), {"epochs": 0}, ValueError, "epochs"),
+        (np.random.rand(10, 10), {"colour": 3}, TypeError, "colour"),
+        (np.random.rand(10, 10), {"channel_axis": 4}, ValueError, "channel_axis"),
+        (np.random.rand(10, 10), {"spacing": (1, 2, 3)}, ValueError, "spacing"),
+    ],
+)
+def test_bad_input_raises_a_named_error(image, kwargs, error, words):
+    with pytest.raises(error, match=words):
+        segment(image, **kwargs)
+
+
+def test_bad_masks_raise_a_named_error():
+    image, truth = two_region()
+    with pytest.raises(ValueError, match="foreground_mask has shape"):
+        segment_parts(image, truth[:10], parts=2)
+    with pytest.raises(ValueError, match="foreground_mask is empty"):
+        segment_parts(image, np.zeros_like(truth), parts=2)
+    with pytest.raises(ValueError, match="parts must be at least 2"):
+        segment_parts(image, truth, parts=1)
+
+
+def test_device_that_is_missing_is_named():
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    image, _ = two_region()
+    with pytest.raises(ValueError, match="cuda"):
+        segment(image, device="cuda", **FAST)
+
+
+def test_constant_image_warns_and_returns_empty_labels():
+    with pytest.warns(UserWarning, match="constant"):
+        result = segment(np.full((32, 32), 7, np.uint8), parts=2)
+    assert result.foreground.shape == (32, 32) and not result.foreground.any()
+    assert result.parts.shape == (32, 32) and not result.parts.any()
+
+
+def test_settings_are_checked_and_replaceable():
+    settings = from_kwargs({"n_segments": 200.0, "keep_largest": 1})
+    assert settings.n_segments == 200 and isinstance(settings.n_segments, int)
+    assert settings.keep_largest is True
+    assert settings.replace(seed=4).seed == 4
+    with pytest.raises(ValueError, match="n_segments"):
+        settings.replace(n_segments=2.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Settings()  # defaults build without warnings
