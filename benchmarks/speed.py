@@ -67,7 +67,14 @@ def skimage_ncut(image: np.ndarray, seed: int = 0) -> np.ndarray:
     rgb = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=-1)
     labels = slic(rgb, n_segments=400, compactness=30, start_label=1, channel_axis=-1)
     rag = graph.rag_mean_color(rgb, labels, mode="similarity")
-    return graph.cut_normalized(labels, rag, rng=seed)
+    # cut_normalized's ARPACK calls sometimes fail ("No shifts could be applied"): retry with the
+    # next seed, as a user would; the time of the failed tries counts.
+    for attempt in range(seed, seed + 3):
+        try:
+            return graph.cut_normalized(labels, rag.copy(), rng=attempt), attempt - seed
+        except Exception as error:
+            failure = error
+    raise failure
 
 
 def images() -> dict[str, np.ndarray]:
@@ -119,7 +126,8 @@ def main() -> None:
             epochs = [len(s.clustering.loss_history) for s in stages if s is not None and s.clustering is not None]
             detail = f"nodes {'/'.join(map(str, nodes))}, epochs {'/'.join(map(str, epochs))}"
         else:
-            detail = f"{len(np.unique(output))} segments"
+            segments, retries = output
+            detail = f"{len(np.unique(segments))} segments" + (f", {retries} failed ARPACK tries" if retries else "")
         results.append((image_name, method, seconds, memory.peak / 2**20, detail))
         print(f"  {image_name} | {method}: {seconds:.1f} s, {memory.peak / 2**20:.0f} MiB", flush=True)
 

@@ -320,7 +320,12 @@ def run_evaluate(args, parser) -> int:
     table = ev.format_table(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     ev.write_scores_csv(scores, args.out / "scores.csv")
-    ev.plot_scores(scores, methods, args.out / "scores.png", title=f"{args.images} ({len(pairs)} images)")
+    written = [args.out / "scores.csv", args.out / "summary.md"]
+    try:
+        ev.plot_scores(scores, methods, args.out / "scores.png", title=f"{args.images} ({len(pairs)} images)")
+        written.insert(1, args.out / "scores.png")
+    except ImportError:
+        print("warning: no plot: matplotlib is not installed (pip install matplotlib)", file=sys.stderr)
     import shlex
 
     command = shlex.join(["napari-deepcut", *args.argv])
@@ -330,7 +335,7 @@ def run_evaluate(args, parser) -> int:
     failures = [s for s in scores if s.note and s.iou != s.iou]
     for s in failures:
         print(f"error: {s.image}: {s.method}: {s.note}", file=sys.stderr)
-    print(f"wrote {args.out / 'scores.csv'}, {args.out / 'scores.png'}, {args.out / 'summary.md'}", file=sys.stderr)
+    print("wrote " + ", ".join(map(str, written)), file=sys.stderr)
     return 1 if failures else 0
 
 
@@ -345,6 +350,9 @@ def run_compare(args, parser) -> int:
         seconds = comparison_figure(image, args.out, config, channel_axis=args.channel_axis)
     except ValueError as error:
         print(f"error: {args.image}: {error}", file=sys.stderr)
+        return 1
+    except ImportError as error:
+        print(f"error: the figure needs matplotlib (pip install matplotlib): {error}", file=sys.stderr)
         return 1
     print(f"wrote {args.out} (" + ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()) + ")")
     return 0
