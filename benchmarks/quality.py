@@ -48,7 +48,8 @@ def main() -> None:
         run = subprocess.run(
             [sys.executable, "-m", "napari_deepcut.cli", *command[1:]], capture_output=True, text=True
         )
-        shown = " ".join(shlex.quote(c.replace(str(ROOT.parent), "..")) for c in command)
+        # paths as seen from the repository root
+        shown = " ".join(shlex.quote(c.replace(f"{ROOT}/", "").replace(str(ROOT.parent), "..")) for c in command)
         print(f"### {name}\n\n`{shown}` ({time.perf_counter() - start:.0f} s in all)\n")
         print(run.stdout.strip() + "\n", flush=True)
         if run.returncode:
