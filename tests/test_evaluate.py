@@ -124,6 +124,7 @@ def test_evaluate_perfect_and_inverted_predictions(tmp_path, monkeypatch):
     rows = {r["method"]: r for r in ev.summarise(scores, ["perfect", "inverted"])}
     assert rows["perfect"]["mIoU"] == 1.0 and rows["perfect"]["accuracy"] == 1.0
     assert rows["inverted"]["mIoU"] == 0.0 and rows["inverted"]["accuracy"] == 0.0
+    assert rows["inverted"]["better_side"] == 1.0  # a perfect cut, wrong side called foreground
 
 
 def test_a_failing_method_scores_nan_and_the_rest_go_on(tmp_path, monkeypatch, capsys):

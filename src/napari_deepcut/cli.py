@@ -322,7 +322,7 @@ def run_evaluate(args, parser) -> int:
     ev.write_scores_csv(scores, args.out / "scores.csv")
     written = [args.out / "scores.csv", args.out / "summary.md"]
     try:
-        ev.plot_scores(scores, methods, args.out / "scores.png", title=f"{args.images} ({len(pairs)} images)")
+        ev.plot_scores(scores, methods, args.out / "scores.png", title=f"{args.images.resolve().parent.name}/{args.images.name} ({len(pairs)} images)")
         written.insert(1, args.out / "scores.png")
     except ImportError:
         print("warning: no plot: matplotlib is not installed (pip install matplotlib)", file=sys.stderr)
@@ -330,6 +330,7 @@ def run_evaluate(args, parser) -> int:
 
     command = shlex.join(["napari-deepcut", *args.argv])
     notes = "\n".join(f"- {m}: {ev.METHOD_NOTES[m]}" for m in methods)
+    notes += "\n\n* mIoU had each image's foreground been the better of the method's two sides (a diagnostic that looks at the mask)"
     (args.out / "summary.md").write_text(f"`{command}`\n\n{args.images}, {len(pairs)} images\n\n{table}\n\n{notes}\n")
     print(table)
     failures = [s for s in scores if s.note and s.iou != s.iou]

@@ -273,6 +273,9 @@ class Score:
     accuracy: float
     seconds: float
     note: str = ""
+    iou_other_side: float = math.nan
+    """IoU of the complement of the prediction: a diagnostic telling a good cut with the wrong side
+    called foreground (high) from a bad cut (low)."""
 
 
 def evaluate(
@@ -310,7 +313,8 @@ def evaluate(
                 prediction, note = METHODS[method](image, settings)
                 seconds = time.perf_counter() - start
                 scores.append(
-                    Score(image_path.name, method, iou(prediction, truth), pixel_accuracy(prediction, truth), seconds, note)
+                    Score(image_path.name, method, iou(prediction, truth), pixel_accuracy(prediction, truth),
+                          seconds, note, iou(~np.asarray(prediction, bool), truth))
                 )
             except Exception as error:  # a failing method must not end the evaluation
                 scores.append(Score(image_path.name, method, math.nan, math.nan, math.nan, f"{type(error).__name__}: {error}"))
@@ -319,7 +323,8 @@ def evaluate(
 
 def summarise(scores: list[Score], methods: list[str]) -> list[dict]:
     """Per method: images scored, mean IoU (mIoU), its standard error, mean pixel accuracy, mean
-    seconds per image, failures."""
+    seconds per image, failures, and the diagnostic mean of ``max(IoU, IoU of the complement)``
+    (the score had the method always picked the better side as foreground)."""
     rows = []
     for method in methods:
         mine = [s for s in scores if s.method == method]
@@ -334,32 +339,35 @@ def summarise(scores: list[Score], methods: list[str]) -> list[dict]:
                 "accuracy": float(np.mean([s.accuracy for s in good])) if good else math.nan,
                 "seconds": float(np.mean([s.seconds for s in good])) if good else math.nan,
                 "failed": len(mine) - len(good),
+                "better_side": float(np.mean([max(s.iou, s.iou_other_side) for s in good])) if good else math.nan,
             }
         )
     return rows
 
 
 def format_table(rows: list[dict]) -> str:
-    """The summary as a markdown table."""
+    """The summary as a markdown table (* the better-side column is a diagnostic, not a score: it
+    looks at the mask to pick the side)."""
     lines = [
-        "| method | images | foreground mIoU | pixel accuracy | s / image | failed |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| method | images | foreground mIoU | pixel accuracy | s / image | failed | mIoU, better side* |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['method']} | {r['images']} | {r['mIoU']:.3f} ± {r['sem']:.3f} | {r['accuracy']:.3f} "
-            f"| {r['seconds']:.2f} | {r['failed']} |"
+            f"| {r['seconds']:.2f} | {r['failed']} | {r['better_side']:.3f} |"
         )
     return "\n".join(lines)
 
 
 def write_scores_csv(scores: list[Score], path) -> None:
-    """One row per (image, method): iou, accuracy, seconds, note."""
+    """One row per (image, method): iou, accuracy, seconds, iou_other_side, note."""
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["image", "method", "iou", "accuracy", "seconds", "note"])
+        writer.writerow(["image", "method", "iou", "accuracy", "seconds", "iou_other_side", "note"])
         for s in scores:
-            writer.writerow([s.image, s.method, f"{s.iou:.6f}", f"{s.accuracy:.6f}", f"{s.seconds:.4f}", s.note])
+            writer.writerow([s.image, s.method, f"{s.iou:.6f}", f"{s.accuracy:.6f}", f"{s.seconds:.4f}",
+                             f"{s.iou_other_side:.6f}", s.note])
 
 
 def plot_scores(scores: list[Score], methods: list[str], path, title: str = "") -> None:
