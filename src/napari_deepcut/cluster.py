@@ -99,7 +99,7 @@ def graph_affinity(graph: Graph, settings: Settings, device: torch.device) -> lo
     index = torch.from_numpy(np.stack([W.row, W.col]).astype(np.int64))
     values = torch.from_numpy(W.data.astype(np.float32))
     local = torch.sparse_coo_tensor(index, values, W.shape, check_invariants=False).coalesce()
-    return losses.Affinity(local=local.to(device))
+    return losses.Affinity(local=local.to(device).to_sparse_csr())
 
 
 def _loss_function(graph: Graph, loss: str, settings: Settings, device: torch.device) -> Callable:
