@@ -29,12 +29,12 @@ def main() -> None:
     parser.add_argument("--sets", default="horse,nuclei-dev")
     parser.add_argument("--methods", default=METHODS)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: steadier timings on a shared machine)")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "quality")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks") / "results" / "quality", help="relative to the repository root")
     parser.add_argument("extra", nargs="*", help="more evaluate flags, after --")
     args = parser.parse_args()
 
     for name in args.sets.split(","):
-        folder = DATASETS / name
+        folder = Path("..") / DATASETS.relative_to(ROOT.parent) / name  # as seen from the repository root
         out = args.out / name
         command = [
             "napari-deepcut", "evaluate",
@@ -46,10 +46,9 @@ def main() -> None:
         command += args.extra
         start = time.perf_counter()
         run = subprocess.run(
-            [sys.executable, "-m", "napari_deepcut.cli", *command[1:]], capture_output=True, text=True
+            [sys.executable, "-m", "napari_deepcut.cli", *command[1:]], capture_output=True, text=True, cwd=ROOT
         )
-        # paths as seen from the repository root
-        shown = " ".join(shlex.quote(c.replace(f"{ROOT}/", "").replace(str(ROOT.parent), "..")) for c in command)
+        shown = shlex.join(command)
         print(f"### {name}\n\n`{shown}` ({time.perf_counter() - start:.0f} s in all)\n")
         print(run.stdout.strip() + "\n", flush=True)
         if run.returncode:
