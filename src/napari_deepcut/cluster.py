@@ -129,8 +129,8 @@ def train_clustering(
 ) -> Clustering:
     """Fit a :class:`~napari_deepcut.gnn.ClusterNet` to one graph by minimising a clustering loss.
 
-    AdamW, at most ``settings.epochs`` epochs; training stops once the loss has not improved by a
-    relative ``settings.tolerance`` for ``settings.patience`` epochs. The weights are initialised
+    AdamW, at most ``settings.epochs`` epochs; training stops once the lowest loss has improved
+    by less than ``settings.tolerance`` (relative) over the last ``settings.patience`` epochs. The weights are initialised
     from ``settings.seed`` (the caller's global torch RNG is left untouched), so a CPU run is
     repeatable bit for bit.
 
@@ -157,22 +157,21 @@ def _train(graph, n_clusters, settings, loss, stage, progress, cancel, device) -
     optimiser = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate)
 
     history: list[float] = []
-    best, since_best = np.inf, 0
+    lowest: list[float] = []  # running minimum of the loss
     for epoch in range(settings.epochs):
         optimiser.zero_grad()
         value = loss_fn(model(propagated))
         value.backward()
         optimiser.step()
         history.append(value.item())
+        lowest.append(min(history[-1], lowest[-1]) if lowest else history[-1])
         if progress is not None:
             progress(Progress(stage, epoch + 1, settings.epochs, history[-1]))
         if cancel is not None and cancel():
             raise SegmentationCancelled(f"cancelled at epoch {epoch + 1} of {stage or 'training'}")
-        if history[-1] < best - settings.tolerance * abs(best if np.isfinite(best) else 1.0):
-            best, since_best = history[-1], 0
-        else:
-            since_best += 1
-            if since_best >= settings.patience:
+        if epoch >= settings.patience:
+            gain = lowest[epoch - settings.patience] - lowest[epoch]
+            if gain <= settings.tolerance * abs(lowest[epoch]):
                 break
 
     with torch.no_grad():

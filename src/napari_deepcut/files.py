@@ -92,7 +92,8 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray) -> None:
     """Write a label image as a zlib-compressed TIFF, dtype kept."""
     import tifffile
 
-    tifffile.imwrite(path, np.asarray(labels), compression="zlib")
+    # label images are never colour: a (3, y, x) stack must not be stored as planar RGB
+    tifffile.imwrite(path, np.asarray(labels), photometric="minisblack", compression="zlib")
 
 
 def write_json(path: str | os.PathLike, data: dict) -> None:

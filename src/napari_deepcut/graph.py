@@ -12,6 +12,7 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 from skimage.color import rgb2lab
 from skimage.segmentation import slic
 
@@ -98,19 +99,25 @@ def superpixel_labels(
     ndarray of int64, the image's spatial shape: superpixel 0..n-1, -1 outside ``mask``.
     """
     data = image.data if image.rgb else image.data * 100.0
-    labels = slic(
-        data,
-        n_segments=n_segments,
+    options = dict(
         compactness=compactness,
         sigma=smoothing,
         spacing=np.asarray(image.spacing) / min(image.spacing),
         convert2lab=image.rgb,
         enforce_connectivity=True,
-        start_label=1,
-        mask=mask,
+        start_label=0,
         channel_axis=-1,
     )
-    return _consecutive(labels.astype(np.int64) - 1)
+    if mask is None:
+        return _consecutive(slic(data, n_segments=n_segments, **options).astype(np.int64))
+    # SLIC on the mask's bounding box, cut to the mask: the segments follow the mask's edge
+    # exactly, and this is several times faster than SLIC's own mask support (k-means seeding).
+    box = ndimage.find_objects(mask.astype(np.uint8))[0]
+    in_box = mask[box]
+    n_box = max(1, round(n_segments * in_box.size / max(int(in_box.sum()), 1)))
+    labels = np.full(mask.shape, -1, np.int64)
+    labels[box] = np.where(in_box, slic(data[box], n_segments=n_box, **options), -1)
+    return _consecutive(labels)
 
 
 def pixel_labels(
@@ -270,7 +277,7 @@ def feature_neighbours(features: np.ndarray, k: int) -> np.ndarray:
     k = min(k, n - 1)
     if k < 1:
         return np.empty((0, 2), np.int64)
-    _, neighbours = cKDTree(features).query(features, k=k + 1)
+    _, neighbours = cKDTree(features).query(features, k=k + 1, workers=-1)
     i = np.repeat(np.arange(n), k + 1)
     j = neighbours.ravel()
     keep = i != j

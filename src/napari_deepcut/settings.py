@@ -121,10 +121,12 @@ class Settings:
     mlp_hidden: int = _setting(32, "Width of the MLP hidden layer.", min=2, max=4096)
     patience: int = _setting(
         30,
-        "Stop training when the loss has not improved by tolerance for this many epochs.",
+        "Stop training when the loss has improved by less than tolerance over this many epochs.",
         min=1,
     )
-    tolerance: float = _setting(1e-4, "Relative loss improvement that counts as progress.", min=0.0)
+    tolerance: float = _setting(
+        0.01, "Relative loss improvement over patience epochs that counts as progress.", min=0.0
+    )
     restarts: int = _setting(
         1,
         "Train this many times from different seeds (seed, seed + 1, ...) and keep the lowest loss.",
