@@ -35,6 +35,7 @@ from typing import Callable
 import numpy as np
 
 from .files import IMAGE_SUFFIXES, read_image
+from .graph import border_mask
 from .settings import Settings
 
 # --- metrics -----------------------------------------------------------------------------------
@@ -63,16 +64,6 @@ def pixel_accuracy(prediction, truth) -> float:
 # --- choosing the foreground without the mask ------------------------------------------------
 
 
-def _border_pixels(shape) -> np.ndarray:
-    border = np.zeros(shape, bool)
-    for axis in range(len(shape)):
-        index = [slice(None)] * len(shape)
-        for end in (0, -1):
-            index[axis] = end
-            border[tuple(index)] = True
-    return border
-
-
 def border_background(labels: np.ndarray) -> np.ndarray:
     r"""Background pixels of a segmentation with any number of segments, by border contact.
 
@@ -94,7 +85,7 @@ def border_background(labels: np.ndarray) -> np.ndarray:
     _, inverse = np.unique(labels, return_inverse=True)
     inverse = inverse.reshape(labels.shape)
     area = np.bincount(inverse.ravel()).astype(float)
-    border = np.bincount(inverse[_border_pixels(labels.shape)], minlength=len(area)).astype(float)
+    border = np.bincount(inverse[border_mask(labels.shape)], minlength=len(area)).astype(float)
     score = (border / border.sum()) / (area / area.sum())
     return (score >= 1.0)[inverse]
 

@@ -251,7 +251,8 @@ def node_means(values: np.ndarray, node_labels: np.ndarray, n_nodes: int) -> np.
     return (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
 
 
-def _border_mask(shape: tuple[int, ...]) -> np.ndarray:
+def border_mask(shape: tuple[int, ...]) -> np.ndarray:
+    """True on the first and last pixel along every axis (the image border)."""
     border = np.zeros(shape, bool)
     for axis in range(len(shape)):
         index = [slice(None)] * len(shape)
@@ -383,7 +384,7 @@ def build_graph(image: PreparedImage, settings: Settings, mask: np.ndarray | Non
     positions = node_means(coords, node_labels, n)
     flat = node_labels.ravel()
     sizes = np.bincount(flat[flat >= 0], minlength=n)
-    on_border = node_labels[_border_mask(shape)]
+    on_border = node_labels[border_mask(shape)]
     border = np.bincount(on_border[on_border >= 0], minlength=n)
     weights, sigma = affinity_weights(features, edges, settings.affinity_sigma or None)
     feature_edges = feature_neighbours(features, settings.feature_neighbours)
