@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
@@ -99,7 +100,10 @@ def graph_affinity(graph: Graph, settings: Settings, device: torch.device) -> lo
     index = torch.from_numpy(np.stack([W.row, W.col]).astype(np.int64))
     values = torch.from_numpy(W.data.astype(np.float32))
     local = torch.sparse_coo_tensor(index, values, W.shape, check_invariants=False).coalesce()
-    return losses.Affinity(local=local.to(device).to_sparse_csr())
+    with warnings.catch_warnings():  # "CSR support is in beta": matrix products are all we use
+        warnings.simplefilter("ignore", UserWarning)
+        local = local.to(device).to_sparse_csr()
+    return losses.Affinity(local=local)
 
 
 def _loss_function(graph: Graph, loss: str, settings: Settings, device: torch.device) -> Callable:

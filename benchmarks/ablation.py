@@ -1,0 +1,59 @@
+"""Ablations of the default pipeline on the development sets: one setting changed at a time.
+
+Each row is ``segment(image, **change)`` scored like ``napari-deepcut evaluate --methods deepcut``
+(foreground mIoU, each run picking its own foreground side), so the network's own contribution and
+each prior / post-processing step are visible with and without it:
+
+    python benchmarks/ablation.py --limit 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from napari_deepcut import evaluate
+from napari_deepcut.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = ROOT.parent / "shared" / "datasets"
+VARIANTS = [
+    ("defaults (GNN, relaxed N-cut, superpixels)", {}),
+    ("classical spectral N-cut, same graph", {"clustering": "spectral"}),
+    ("loss: MinCutPool form (as DeepCut)", {"loss": "mincut"}),
+    ("loss: correlation clustering", {"loss": "cc"}),
+    ("loss: modularity", {"loss": "modularity"}),
+    ("nodes: pixels (<= 65,536)", {"nodes": "pixels"}),
+    ("no long-range edges (touching nodes only)", {"long_range_weight": 0.0}),
+    ("features: colour + texture", {"features": "texture"}),
+    ("+ keep largest component", {"keep_largest": True}),
+    ("+ fill holes", {"fill_holes": True}),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--limit", type=int, help="first N images of each set (default: all)")
+    parser.add_argument("--sets", default="horse,nuclei-dev")
+    args = parser.parse_args()
+    pairs = {name: evaluate.find_pairs(DATASETS / name / "images", DATASETS / name / "masks", args.limit)
+             for name in args.sets.split(",")}
+    print(f"`python benchmarks/ablation.py{' --limit ' + str(args.limit) if args.limit else ''}`\n")
+    print("| variant | " + " | ".join(f"{n} mIoU ({len(p)})" for n, p in pairs.items()) + " | s / image |")
+    print("|---|" + "---:|" * (len(pairs) + 1))
+    for label, change in VARIANTS:
+        settings = Settings().replace(**change)
+        cells, seconds = [], []
+        for name, set_pairs in pairs.items():
+            scores = evaluate.evaluate(set_pairs, ["deepcut"], settings, show_progress=False)
+            row = evaluate.summarise(scores, ["deepcut"])[0]
+            cells.append(f"{row['mIoU']:.3f} ± {row['sem']:.3f}")
+            seconds.append(row["seconds"])
+        print(f"| {label} | " + " | ".join(cells) + f" | {np.mean(seconds):.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
