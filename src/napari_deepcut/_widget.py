@@ -649,18 +649,10 @@ class ForegroundWidget(_RunWidget):
         self._job_context = (layer, axes)
 
         def job() -> Outcome:
-            labels = np.zeros(axes.result_shape, np.uint8)
-            frames = []
-            for t in range(axes.n_frames):
-                if cancelled():
-                    raise SegmentationCancelled("cancelled")
-                prepared = prepare_image(
-                    axes.frame(data, t), channel_axis=axes.frame_channel_axis,
-                    spacing=[abs(layer.scale[a]) for a in axes.spatial_axes], rgb=axes.engine_rgb,
-                )
-                stage = foreground_stage(prepared, settings, stage_progress(relay, t, axes.n_frames), cancelled)
-                labels[t if axes.time_axis is not None else ...] = stage.labels
-                frames.append(stage)
+            def stage_of_frame(prepared, t, progress):
+                return foreground_stage(prepared, settings, progress, cancelled)
+
+            labels, frames = segment_frames(data, layer, axes, np.uint8, stage_of_frame, relay, cancelled)
             return Outcome(labels, _result_metadata(settings, layer.name, "foreground", frames, axes))
 
         return job
@@ -739,22 +731,13 @@ class PartsWidget(_RunWidget):
         self._job_context = (layer, axes)
 
         def job() -> Outcome:
-            labels = np.zeros(axes.result_shape, np.uint16)
-            frames = []
-            for t in range(axes.n_frames):
-                if cancelled():
-                    raise SegmentationCancelled("cancelled")
+            def stage_of_frame(prepared, t, progress):
                 frame_mask = mask[t] if axes.time_axis is not None else mask
                 if not frame_mask.any():
-                    frames.append(None)  # nothing to split in this frame
-                    continue
-                prepared = prepare_image(
-                    axes.frame(data, t), channel_axis=axes.frame_channel_axis,
-                    spacing=[abs(layer.scale[a]) for a in axes.spatial_axes], rgb=axes.engine_rgb,
-                )
-                stage = parts_stage(prepared, frame_mask, parts, settings, stage_progress(relay, t, axes.n_frames), cancelled)
-                labels[t if axes.time_axis is not None else ...] = stage.labels
-                frames.append(stage)
+                    return None  # nothing to split in this frame
+                return parts_stage(prepared, frame_mask, parts, settings, progress, cancelled)
+
+            labels, frames = segment_frames(data, layer, axes, np.uint16, stage_of_frame, relay, cancelled)
             metadata = _result_metadata(settings, layer.name, "parts", frames, axes)
             metadata.update(requested_parts=parts, foreground_layer=mask_layer.name)
             return Outcome(labels, metadata)
@@ -765,6 +748,28 @@ class PartsWidget(_RunWidget):
         layer, axes = self._job_context
         new = self.add_result_layer(outcome.data, layer, axes, "parts", outcome.metadata)
         self.status.value = self._done_text(f"added '{new.name}' ({int(outcome.data.max())} parts)")
+
+
+def segment_frames(data, layer, axes: ImageAxes, dtype, stage_of_frame: Callable, relay, cancelled):
+    """Run one stage on every frame of a layer (one frame unless it is a time series).
+
+    ``stage_of_frame(prepared, t, progress)`` returns the frame's StageResult, or None to leave
+    the frame at 0. Returns the label array of ``axes.result_shape`` and the per-frame results.
+    """
+    labels = np.zeros(axes.result_shape, dtype)
+    stages = []
+    for t in range(axes.n_frames):
+        if cancelled():
+            raise SegmentationCancelled("cancelled")
+        prepared = prepare_image(
+            axes.frame(data, t), channel_axis=axes.frame_channel_axis,
+            spacing=[abs(layer.scale[a]) for a in axes.spatial_axes], rgb=axes.engine_rgb,
+        )
+        stage = stage_of_frame(prepared, t, stage_progress(relay, t, axes.n_frames))
+        if stage is not None:
+            labels[t if axes.time_axis is not None else ...] = stage.labels
+        stages.append(stage)
+    return labels, stages
 
 
 def _result_metadata(settings: Settings, image_name: str, stage_name: str, stages: list, axes: ImageAxes) -> dict:
