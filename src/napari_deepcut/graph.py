@@ -12,6 +12,7 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 from scipy import ndimage
 from skimage.color import rgb2lab
 from skimage.segmentation import slic
@@ -320,15 +321,14 @@ def affinity_weights(
     sigma = sigma or automatic_sigma(features)
     return np.exp(-dist2 / sigma).astype(np.float32), float(sigma)
 
-def affinity_matrix(graph: Graph, long_range_weight: float) -> "scipy.sparse.csr_matrix":
+
+def affinity_matrix(graph: Graph, long_range_weight: float) -> sp.csr_matrix:
     r"""The graph's symmetric affinity matrix W (sparse, n x n), the one every clustering sees.
 
     Touching-node edges and long-range feature edges are each scaled to mean degree 1 and mixed by
     :math:`\beta` = ``long_range_weight``:
     :math:`W = (1 - \beta) W_{touch} / \bar d_{touch} + \beta W_{long} / \bar d_{long}`.
     """
-    import scipy.sparse as sp
-
     n = graph.n_nodes
     beta = long_range_weight if len(graph.feature_edges) else 0.0
     W = sp.csr_matrix((n, n), dtype=np.float64)
