@@ -283,7 +283,8 @@ def segment(
         if first.labels.any():
             second = parts_stage(prepared, first.labels, parts, config, progress, cancel)
         else:
-            warnings.warn("no foreground was found, so there are no parts", stacklevel=2)
+            if not prepared.constant:  # a constant image was already warned about
+                warnings.warn("no foreground was found, so there are no parts", stacklevel=2)
             second = StageResult(np.zeros(prepared.spatial_shape, np.uint16), None, None, 0, 0.0)
     return Segmentation(
         foreground=first.labels,
