@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -31,8 +32,6 @@ class Graph:
         Node index of every pixel; -1 where a pixel belongs to no node (outside the mask).
     features : ndarray of float32, shape (n, f)
         Mean feature vector ``c_i`` of each node (colour / intensity, then optional texture).
-    positions : ndarray of float32, shape (n, ndim)
-        Centroid of each node in physical units (``spacing`` applied).
     sizes : ndarray of int64, shape (n,)
         Number of pixels of each node.
     border : ndarray of int64, shape (n,)
@@ -48,11 +47,12 @@ class Graph:
         in the image (``i < j``, unique; empty when ``feature_neighbours=0``).
     feature_weights : ndarray of float32, shape (m',)
         Their affinities, with the same formula and sigma.
+    spacing : tuple of float
+        Physical size of a pixel along each axis.
     """
 
     node_labels: np.ndarray
     features: np.ndarray
-    positions: np.ndarray
     sizes: np.ndarray
     border: np.ndarray
     edges: np.ndarray
@@ -60,10 +60,26 @@ class Graph:
     sigma: float
     feature_edges: np.ndarray
     feature_weights: np.ndarray
+    spacing: tuple[float, ...]
 
     @property
     def n_nodes(self) -> int:
         return len(self.sizes)
+
+    @cached_property
+    def positions(self) -> np.ndarray:
+        """Centroid of each node in physical units, shape (n, ndim), float32 (computed on first use:
+        only a non-zero ``position_weight`` needs it)."""
+        flat = self.node_labels.ravel()
+        inside = flat >= 0
+        centroids = []
+        for axis, (length, step) in enumerate(zip(self.node_labels.shape, self.spacing)):
+            shape = [1] * self.node_labels.ndim
+            shape[axis] = length
+            coordinate = np.broadcast_to(np.arange(length).reshape(shape) * step, self.node_labels.shape)
+            sums = np.bincount(flat[inside], weights=coordinate.ravel()[inside], minlength=self.n_nodes)
+            centroids.append(sums / np.maximum(self.sizes, 1))
+        return np.stack(centroids, axis=1).astype(np.float32)
 
     def to_image(self, node_values: np.ndarray, fill=0) -> np.ndarray:
         """Paint a per-node value onto the pixels: ``out[p] = node_values[node_labels[p]]``."""
@@ -377,11 +393,6 @@ def build_graph(image: PreparedImage, settings: Settings, mask: np.ndarray | Non
 
     n = int(node_labels.max()) + 1
     features = node_means(feature_maps(image, settings.features), node_labels, n)
-    coords = np.stack(
-        np.meshgrid(*[np.arange(s, dtype=np.float32) * sp for s, sp in zip(shape, image.spacing)], indexing="ij"),
-        axis=-1,
-    )
-    positions = node_means(coords, node_labels, n)
     flat = node_labels.ravel()
     sizes = np.bincount(flat[flat >= 0], minlength=n)
     on_border = node_labels[border_mask(shape)]
@@ -390,8 +401,8 @@ def build_graph(image: PreparedImage, settings: Settings, mask: np.ndarray | Non
     feature_edges = feature_neighbours(features, settings.feature_neighbours)
     feature_weights, _ = affinity_weights(features, feature_edges, sigma)
     return Graph(
-        node_labels, features, positions, sizes, border, edges, weights, sigma,
-        feature_edges, feature_weights,
+        node_labels, features, sizes, border, edges, weights, sigma,
+        feature_edges, feature_weights, image.spacing,
     )
 
 
