@@ -220,14 +220,15 @@ def colour_maps(image: PreparedImage) -> np.ndarray:
     return image.data
 
 
-def texture_maps(image: PreparedImage) -> np.ndarray:
-    """Per-pixel texture and edge responses ``(*spatial, F)`` (scikit-image's
-    ``multiscale_basic_features``: Gaussian-smoothed gradient magnitude and Hessian eigenvalues at
-    sigmas 1..8 px, of the luminance / each channel), each scaled to unit standard deviation."""
+def texture_maps(colour: np.ndarray, rgb: bool) -> np.ndarray:
+    """Per-pixel texture and edge responses ``(*spatial, F)`` of the :func:`colour_maps`
+    (scikit-image's ``multiscale_basic_features``: Gaussian-smoothed gradient magnitude and Hessian
+    eigenvalues at sigmas 1..8 px, of the luminance L for RGB, else of each channel), each scaled to
+    unit standard deviation."""
     from skimage.feature import multiscale_basic_features
 
     maps = multiscale_basic_features(
-        colour_maps(image)[..., :1] if image.rgb else image.data,
+        colour[..., :1] if rgb else colour,
         intensity=False,
         edges=True,
         texture=True,
@@ -247,7 +248,7 @@ def feature_maps(image: PreparedImage, kind: str) -> np.ndarray:
         return colour
     if kind == "texture":
         # Colour keeps its weight: the texture group as a whole gets the colour group's variance.
-        texture = texture_maps(image)
+        texture = texture_maps(colour, image.rgb)
         colour_var = colour.reshape(-1, colour.shape[-1]).var(0).sum()
         texture *= np.sqrt(colour_var / texture.shape[-1])
         return np.concatenate([colour, texture], axis=-1)
