@@ -170,10 +170,12 @@ def test_correlation_clustering_factorised_equals_dense():
 
 
 @pytest.mark.parametrize("nodes", ["superpixels", "pixels"])
-@pytest.mark.parametrize("loss", ["ncut", "cc", "modularity"])
-def test_two_regions_foreground(nodes, loss):
+@pytest.mark.parametrize(
+    "loss, clusters", [("cc", 8), ("modularity", 8), ("ncut", 2), ("ncut", 3)]
+)
+def test_two_regions_foreground(nodes, loss, clusters):
     image, truth = two_region()
-    result = segment(image, nodes=nodes, loss=loss, **FAST)
+    result = segment(image, nodes=nodes, foreground_loss=loss, foreground_clusters=clusters, **FAST)
     assert result.foreground.dtype == np.uint8 and result.foreground.shape == truth.shape
     assert set(np.unique(result.foreground)) <= {0, 1}
     assert iou(result.foreground, truth) >= 0.95
@@ -187,6 +189,56 @@ def test_foreground_is_decided_by_border_contact_not_size():
     truth[8:88, 8:88] = True
     image = np.where(truth[..., None], image[30, 40], image[2, 2]).astype(np.uint8)
     assert iou(segment(image, **FAST).foreground, truth) >= 0.95
+
+
+def test_boundary_foreground_rule():
+    from napari_deepcut.pipeline import boundary_foreground
+
+    # an object away from the border, and a background split in two by the clustering
+    assert boundary_foreground([400, 300, 300], [0, 40, 36]).tolist() == [True, False, False]
+    # evenly spread nuclei: both touch the border in proportion to their area; the sparse one wins
+    assert boundary_foreground([900, 100], [90, 10]).tolist() == [False, True]
+    # several foreground clusters below the largest gap, empty clusters ignored
+    assert boundary_foreground([50, 60, 0, 890], [0, 1, 0, 99]).tolist() == [True, True, False, False]
+    assert not boundary_foreground([100], [10]).any()  # one segment: no foreground
+
+
+def test_sparse_spots_are_foreground_even_where_they_touch_the_border():
+    """Bright spots spread over a dark image, some cut by the border (as nuclei in a field of view)."""
+    rng = np.random.default_rng(1)
+    yy, xx = np.indices((120, 120))
+    truth = np.zeros((120, 120), bool)
+    for cy, cx in [(0, 30), (20, 100), (50, 50), (70, 0), (90, 80), (119, 40), (60, 119), (30, 10)]:
+        truth |= (yy - cy) ** 2 + (xx - cx) ** 2 < 7**2
+    image = (truth * 0.5 + 0.2 + rng.normal(0, 0.03, truth.shape)).astype(np.float32)
+    # pixel nodes: the test is about which side is foreground, not superpixel boundaries
+    assert iou(segment(image, nodes="pixels", **FAST).foreground, truth) >= 0.95
+
+
+def test_refine_gives_pixel_accurate_edges_from_coarse_nodes():
+    """8 x 8 pixel blocks straddle the rectangle's edges; refinement recovers them by colour."""
+    image, truth = two_region()
+    truth[:] = False
+    truth[21:70, 27:75] = True  # edges off the block grid
+    image = np.where(truth[..., None], image[40, 50], image[2, 2]).astype(np.uint8)
+    coarse = dict(nodes="pixels", downsample=8, **FAST)
+    blocky = segment(image, refine=False, **coarse).foreground
+    refined = segment(image, **coarse).foreground
+    assert iou(blocky, truth) < 0.95
+    assert iou(refined, truth) >= 0.99  # a corner pixel whose only foreground neighbour is diagonal
+
+
+def test_refine_keeps_labels_away_from_boundaries():
+    from napari_deepcut.refine import refine_labels
+
+    image, truth = two_region()
+    prepared = prepare_image(image)
+    graph = build_graph(prepared, Settings(n_segments=100))
+    inside = graph.to_image(np.ones(graph.n_nodes, bool), fill=False)
+    np.testing.assert_array_equal(refine_labels(graph, np.ones(graph.n_nodes, bool), prepared), inside)
+    node_truth = np.bincount(graph.node_labels.ravel(), weights=truth.ravel()) / graph.sizes > 0.5
+    refined = refine_labels(graph, node_truth, prepared)
+    assert iou(refined, truth) >= iou(graph.to_image(node_truth), truth)
 
 
 def test_same_seed_same_result_and_seed_matters_only_through_training():
@@ -273,6 +325,14 @@ def test_k_less_correlation_clustering_finds_three_parts():
         assert np.bincount(truth[parts == part]).max() / (parts == part).sum() >= 0.95
 
 
+def test_spectral_baseline_finds_k_by_the_eigengap_when_k_less():
+    image, truth = three_colours()
+    parts = segment_parts(image, truth > 0, parts="auto", nodes="pixels", clustering="spectral")
+    assert parts.max() == 3
+    for part in (1, 2, 3):
+        assert np.bincount(truth[parts == part]).max() / (parts == part).sum() >= 0.95
+
+
 @pytest.mark.parametrize("nodes", ["superpixels", "pixels"])
 def test_parts_with_given_k_follow_the_colours(nodes):
     image, truth = three_colours()
@@ -312,7 +372,8 @@ def test_two_stages_together():
     assert meta["settings"]["seed"] == 0 and meta["parts"]["n_clusters"] == 3
     stage = result.foreground_stage
     assert stage.graph.node_labels.shape == truth.shape
-    assert stage.clustering.assignments.shape[1] == 2 and len(stage.clustering.loss_history) > 0
+    assert stage.clustering.assignments.shape[1] == result.settings.foreground_clusters
+    assert len(stage.clustering.loss_history) > 0
 
 
 def test_progress_and_cancel_hooks():

@@ -50,7 +50,10 @@ from .pipeline import foreground_stage, parts_stage, run_metadata
 from .settings import Settings, fields, from_kwargs
 
 #: Settings shown without opening "Advanced settings".
-MAIN_SETTINGS = ("nodes", "n_segments", "downsample", "compactness", "loss", "epochs", "seed", "device")
+MAIN_SETTINGS = ("nodes", "n_segments", "downsample", "compactness", "epochs", "seed", "device")
+#: Settings only one of the two stages reads.
+FOREGROUND_ONLY = ("foreground_loss", "foreground_clusters", "refine", "keep_largest", "fill_holes")
+PARTS_ONLY = ("loss", "max_parts")
 #: Settings that shape the graph (the only ones the superpixel preview needs); names the engine
 #: does not have are skipped.
 GRAPH_SETTINGS = (
@@ -636,6 +639,8 @@ class ForegroundWidget(_RunWidget):
     ``"<image> foreground"`` (1 = foreground)."""
 
     settings_section = "foreground"
+    setting_names = tuple(f.name for f in fields() if f.name not in PARTS_ONLY)
+    main_settings = (*MAIN_SETTINGS, "foreground_loss", "foreground_clusters")
     run_text = "Run"
 
     def _start_job(self) -> Callable[[], Outcome]:
@@ -670,6 +675,8 @@ class PartsWidget(_RunWidget):
     Labels layer ``"<image> parts"`` (0 outside the foreground, parts 1..k largest first)."""
 
     settings_section = "parts"
+    setting_names = tuple(f.name for f in fields() if f.name not in FOREGROUND_ONLY)
+    main_settings = (*MAIN_SETTINGS, "loss")
     run_text = "Run"
 
     def _input_widgets(self) -> list:

@@ -8,13 +8,14 @@ Methods
 deepcut
     :func:`napari_deepcut.segment` (foreground stage) with the given settings.
 ncut
-    The same graph cut by the classical spectral normalized cut (``clustering="spectral"``).
+    The same graph cut by the classical spectral normalized cut (``clustering="spectral"``) into
+    ``foreground_clusters`` clusters, with the same foreground rule.
 skimage-ncut
     scikit-image's documented recipe: SLIC (``n_segments=400, compactness=30``) on the 8-bit image,
     ``graph.rag_mean_color(mode="similarity")`` and ``graph.cut_normalized`` (recursive 2-way cuts,
     many segments); foreground by :func:`border_background`.
 otsu
-    Otsu's threshold on the grey levels; the side hugging the border is background.
+    Otsu's threshold on the grey levels; foreground by :func:`border_background`.
 deck
     The seed deck's setting, re-implemented with the engine: 400 SLIC superpixels, colour + centroid
     features, GCN (1024) -> MLP (512) -> softmax over 2 clusters, MinCutPool loss, 1000 epochs, and
@@ -65,29 +66,22 @@ def pixel_accuracy(prediction, truth) -> float:
 
 
 def border_background(labels: np.ndarray) -> np.ndarray:
-    r"""Background pixels of a segmentation with any number of segments, by border contact.
-
-    Segment s is background when it holds at least its share of the image border:
-
-    .. math:: \frac{b_s / B}{a_s / A} \ge 1,
-
-    with :math:`a_s` its pixels, :math:`b_s` its pixels on the image border, A and B their totals.
-    This is the engine's boundary-connectivity rule (:func:`napari_deepcut.pipeline.background_cluster`)
-    made to work on many segments: for two segments the area-weighted mean of the two scores is 1,
-    so exactly the segment the engine calls background has score >= 1 (barring an exact tie).
-    Segments that do not touch the border are always foreground.
+    """Background pixels of a segmentation with any number of segments, by the engine's
+    boundary-connectivity rule (:func:`napari_deepcut.pipeline.boundary_foreground`): the segments
+    most connected to the image border, above the largest gap in that score, are background.
 
     Returns
     -------
     ndarray of bool, ``labels.shape``
     """
+    from .pipeline import boundary_foreground
+
     labels = np.asarray(labels)
     _, inverse = np.unique(labels, return_inverse=True)
     inverse = inverse.reshape(labels.shape)
-    area = np.bincount(inverse.ravel()).astype(float)
-    border = np.bincount(inverse[border_mask(labels.shape)], minlength=len(area)).astype(float)
-    score = (border / border.sum()) / (area / area.sum())
-    return (score >= 1.0)[inverse]
+    area = np.bincount(inverse.ravel())
+    border = np.bincount(inverse[border_mask(labels.shape)], minlength=len(area))
+    return ~boundary_foreground(area, border)[inverse]
 
 
 def corner_background(cluster_image: np.ndarray) -> int:
@@ -115,7 +109,8 @@ DECK_SETTINGS = dict(
     long_range_weight=0.0,
     conv_hidden=1024,
     mlp_hidden=512,
-    loss="mincut",
+    foreground_loss="mincut",
+    foreground_clusters=2,
     clustering="gnn",
     epochs=1000,
     patience=1_000_000,  # the deck trains for a fixed 1000 epochs
@@ -145,7 +140,7 @@ def deepcut_foreground(image, settings: Settings) -> tuple[np.ndarray, str]:
 
 def ncut_foreground(image, settings: Settings) -> tuple[np.ndarray, str]:
     """The engine's graph, cut by the spectral normalized cut (``clustering="spectral"``);
-    background by the engine's border rule."""
+    foreground by the engine's boundary-connectivity rule."""
     from .image import prepare_image
     from .pipeline import foreground_stage
 
@@ -171,7 +166,7 @@ def skimage_ncut_foreground(image, settings: Settings) -> tuple[np.ndarray, str]
 
 
 def otsu_foreground(image, settings: Settings) -> tuple[np.ndarray, str]:
-    """Otsu's threshold on grey levels (luminance for RGB); the border-hugging side is background."""
+    """Otsu's threshold on grey levels (luminance for RGB); foreground by :func:`border_background`."""
     from skimage.color import rgb2gray
     from skimage.filters import threshold_otsu
 
@@ -209,11 +204,12 @@ METHODS: dict[str, Callable[[np.ndarray, Settings], tuple[np.ndarray, str]]] = {
 }
 
 METHOD_NOTES = {
-    "deepcut": "GNN on the engine's graph (settings as given), background by border contact",
-    "ncut": "spectral normalized cut on the same graph, background by border contact",
+    "deepcut": "GNN on the engine's graph (settings as given), foreground by boundary connectivity",
+    "ncut": "spectral normalized cut on the same graph into foreground_clusters clusters, "
+    "foreground by boundary connectivity",
     "skimage-ncut": "skimage SLIC(400, compactness 30) + rag_mean_color + cut_normalized, "
-    "segments with >= their share of the border are background",
-    "otsu": "Otsu threshold on grey levels, background by border contact",
+    "foreground by boundary connectivity",
+    "otsu": "Otsu threshold on grey levels, foreground by boundary connectivity",
     "deck": "seed deck's setting: 400 superpixels, GCN 1024 / MLP 512, MinCutPool loss, "
     "1000 epochs, background by corner vote",
 }

@@ -14,6 +14,7 @@ from .baselines import spectral_ncut
 from .cluster import Clustering, Progress, SegmentationCancelled, train_clustering
 from .graph import Graph, build_graph
 from .image import PreparedImage, prepare_image
+from .refine import refine_labels
 from .settings import Settings, from_kwargs
 
 ProgressCallback = Callable[[Progress], None]
@@ -100,7 +101,8 @@ def _cluster(
     if cancel is not None and cancel():  # graph building can take a while on large images
         raise SegmentationCancelled(f"cancelled before {stage} training")
     if settings.clustering == "spectral":
-        return spectral_ncut(graph, k, settings.seed, settings.long_range_weight)
+        k_less = loss in ("cc", "modularity")  # the eigengap finds k, as those losses do
+        return spectral_ncut(graph, k, settings.seed, settings.long_range_weight, find_k=k_less)
     runs = [
         train_clustering(
             graph, k, settings.replace(seed=settings.seed + r), loss, stage, progress, cancel
@@ -110,19 +112,54 @@ def _cluster(
     return min(runs, key=lambda run: run.loss_history[-1])
 
 
-def background_cluster(graph: Graph, labels: np.ndarray, n_clusters: int = 2) -> int:
-    """The cluster that is background: the one touching the image border most for its size.
+def boundary_foreground(area: np.ndarray, border: np.ndarray) -> np.ndarray:
+    r"""Which segments are foreground, by how weakly each is connected to the image border.
 
-    Score of cluster c: ``(border pixels in c / all border pixels) / (pixels in c / all pixels)``,
-    the boundary-connectivity prior of salient-object detection (Zhu et al. 2014): objects of
-    interest rarely fill the image's edge. Ties go to the larger cluster.
+    The boundary connectivity of segment s (Zhu et al. 2014), normalised so that the whole image
+    scores 1:
+
+    .. math:: \mathrm{BndCon}_s = \frac{b_s / B}{\sqrt{a_s / A}},
+
+    with :math:`a_s` its pixels, :math:`b_s` its pixels on the image border, A and B their totals.
+    Objects of interest rarely fill the image's edge: an object away from the border scores 0, the
+    background surrounding it about 1. Segments spread evenly over the image (nuclei, cells) score
+    :math:`\sqrt{a_s / A}`, so there the sparser segments are the foreground. The segments are
+    sorted by score and split at the largest gap between consecutive scores; those below it are
+    foreground. With two segments this calls the less connected one foreground (ties: the
+    smaller); a single segment is background.
+
+    Parameters
+    ----------
+    area, border : ndarray, shape (n,)
+        Pixels of each segment, and of those on the image border; segments of area 0 are ignored.
+
+    Returns
+    -------
+    ndarray of bool, shape (n,)
+    """
+    area = np.asarray(area, np.float64)
+    border = np.asarray(border, np.float64)
+    present = np.flatnonzero(area > 0)
+    foreground = np.zeros(len(area), bool)
+    if len(present) < 2:
+        return foreground
+    score = (border[present] / max(border.sum(), 1.0)) / np.sqrt(area[present] / area.sum())
+    order = np.lexsort((area[present], score))
+    cut = int(np.argmax(np.diff(score[order]))) + 1
+    foreground[present[order[:cut]]] = True
+    return foreground
+
+
+def foreground_clusters(graph: Graph, labels: np.ndarray, n_clusters: int) -> np.ndarray:
+    """Foreground clusters of a node clustering, by :func:`boundary_foreground`.
+
+    Returns
+    -------
+    ndarray of bool, shape (n_clusters,)
     """
     area = np.bincount(labels, weights=graph.sizes, minlength=n_clusters)
     border = np.bincount(labels, weights=graph.border, minlength=n_clusters)
-    area_share = area / max(area.sum(), 1)
-    border_share = border / max(border.sum(), 1)
-    score = np.where(area > 0, border_share / np.maximum(area_share, 1e-12), -np.inf)
-    return int(np.lexsort((area, score))[-1])
+    return boundary_foreground(area, border)
 
 
 def clean_foreground(mask: np.ndarray, keep_largest: bool, fill_holes: bool) -> np.ndarray:
@@ -167,14 +204,20 @@ def foreground_stage(
     progress: ProgressCallback | None = None,
     cancel: CancelCheck | None = None,
 ) -> StageResult:
-    """Stage 1: a 2-way cut of the whole image; the cluster hugging the border is background."""
+    """Stage 1: cluster the whole image (``foreground_loss``, at most ``foreground_clusters``
+    clusters); the clusters weakly connected to the image border are foreground
+    (:func:`boundary_foreground`)."""
     start = time.perf_counter()
     if image.constant:
         return StageResult(np.zeros(image.spatial_shape, np.uint8), None, None, 0, 0.0)
     graph = build_graph(image, settings)
-    clustering = _cluster(graph, 2, settings, settings.loss, "foreground", progress, cancel)
-    background = background_cluster(graph, clustering.labels)
-    foreground = graph.to_image(clustering.labels != background, fill=False)
+    k = min(settings.foreground_clusters, max(graph.n_nodes, 2))
+    clustering = _cluster(graph, k, settings, settings.foreground_loss, "foreground", progress, cancel)
+    is_foreground = foreground_clusters(graph, clustering.labels, k)
+    if settings.refine:
+        foreground = refine_labels(graph, is_foreground[clustering.labels], image)
+    else:
+        foreground = graph.to_image(is_foreground[clustering.labels], fill=False)
     foreground = clean_foreground(foreground, settings.keep_largest, settings.fill_holes)
     n_found = len(np.unique(clustering.labels))
     return StageResult(foreground.astype(np.uint8), graph, clustering, n_found, time.perf_counter() - start)

@@ -94,15 +94,31 @@ class Settings:
         min=0.0,
         max=1.0,
     )
+    foreground_loss: Literal["ncut", "mincut", "cc", "modularity"] = _setting(
+        "cc",
+        "Foreground stage objective: correlation clustering or modularity (K-less: they find how "
+        "many clusters, up to foreground_clusters), or a cut into exactly foreground_clusters "
+        "(relaxed normalized cut, or its MinCutPool form as DeepCut).",
+        choices=LOSSES,
+    )
+    foreground_clusters: int = _setting(
+        8,
+        "Foreground stage: clusters the image is cut into (an upper bound for cc and modularity); "
+        "clusters weakly connected to the image border are foreground. 2 = a direct "
+        "foreground / background cut.",
+        min=2,
+        max=64,
+    )
     loss: Literal["ncut", "mincut", "cc", "modularity"] = _setting(
         "ncut",
-        "Clustering objective: relaxed normalized cut, its MinCutPool form (as DeepCut), "
-        "correlation clustering (K-less), or modularity.",
+        "Parts stage objective with a given number of parts: relaxed normalized cut, its "
+        "MinCutPool form (as DeepCut), correlation clustering, or modularity.",
         choices=LOSSES,
     )
     cc_shift: float = _setting(
         0.5,
-        "Correlation clustering: affinities below this value become repulsive (w - shift < 0).",
+        "Correlation clustering (both stages): affinities below this value become repulsive "
+        "(w - shift < 0).",
         min=0.0,
         max=1.0,
     )
@@ -136,6 +152,11 @@ class Settings:
     seed: int = _setting(0, "Random seed: the same seed gives the same result.", min=0)
     device: Literal["auto", "cpu", "cuda", "mps"] = _setting(
         "auto", "Where the network trains: auto picks CUDA, then MPS, then the CPU.", choices=DEVICES
+    )
+    refine: bool = _setting(
+        True,
+        "Post-processing: pixels of nodes on the foreground's edge take the side of the touching "
+        "node nearest in colour (pixel-accurate edges from superpixels or pixel blocks).",
     )
     keep_largest: bool = _setting(
         False, "Post-processing: keep only the largest foreground component."
