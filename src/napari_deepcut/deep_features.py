@@ -411,13 +411,16 @@ class PatchFeatures:
 
 def principal_components(x: np.ndarray, k: int) -> np.ndarray:
     """``x`` centred and projected on its ``k`` leading principal axes (eigenvectors of the
-    covariance); each axis's sign is fixed so that its largest coefficient is positive. ``k = 0``
-    or ``k >= x.shape[1]`` returns ``x`` unchanged."""
-    if k <= 0 or k >= x.shape[1]:
+    covariance, only the ``k`` needed computed); each axis's sign is fixed so that its largest
+    coefficient is positive. ``k = 0`` or ``k >= x.shape[1]`` returns ``x`` unchanged."""
+    from scipy.linalg import eigh
+
+    d = x.shape[1]
+    if k <= 0 or k >= d:
         return x
     centred = x - x.mean(0)
-    _, vectors = np.linalg.eigh(centred.T @ centred)
-    axes = vectors[:, ::-1][:, :k]
+    _, vectors = eigh(centred.T @ centred, subset_by_index=[d - k, d - 1])
+    axes = vectors[:, ::-1]
     sign = np.sign(axes[np.abs(axes).argmax(0), np.arange(k)])
     return centred @ (axes * sign)
 
