@@ -112,7 +112,7 @@ def _offline_reason() -> str | None:
         pass
     import urllib.request
 
-    if urllib.request.getproxies():  # a proxy may reach what a direct connection cannot
+    if urllib.request.getproxies() or os.environ.get("HF_ENDPOINT"):  # a proxy or a mirror
         return None
     import socket
 

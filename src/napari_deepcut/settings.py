@@ -86,8 +86,8 @@ class Settings:
     weights: str = _setting(
         "",
         "features='dino': file of the model's weights (a .pth state dict, e.g. DINO's "
-        "dino_deitsmall8_pretrain.pth, or .safetensors); empty = timm's Hugging Face cache, "
-        "downloaded there once when online.",
+        "dino_deitsmall8_pretrain.pth, or .safetensors); empty = the Hugging Face or torch hub "
+        "cache, downloaded into the first once when online.",
     )
     dino_patches: int = _setting(
         4096,
@@ -228,7 +228,7 @@ def from_kwargs(kwargs: dict[str, Any]) -> Settings:
                 raise ValueError(f"{name} must be >= {meta['min']}, got {value}")
             if "max" in meta and value > meta["max"]:
                 raise ValueError(f"{name} must be <= {meta['max']}, got {value}")
-        elif isinstance(default, str):
+        elif isinstance(default, str) and "choices" not in meta:  # a path
             value = os.fspath(value) if isinstance(value, os.PathLike) else value
             if not isinstance(value, str):
                 raise TypeError(f"{name} must be a string, got {value!r}")
