@@ -434,8 +434,9 @@ def patch_features(image: PreparedImage, settings: Settings) -> PatchFeatures:
     """DINO key features of an image's patches (computed once per image and settings: the last
     result is kept, so the parts stage does not run the ViT again).
 
-    A 2D image is resized to :func:`patch_grid` ``(image, settings.dino_patches)`` patches; a 3D
-    volume is processed slice by slice along its first axis, each slice with that many patches.
+    A 2D image is resized to ``patch_grid(image.spatial_shape, settings.dino_patches)`` patches
+    (:func:`patch_grid`); a 3D volume is processed slice by slice along its first axis, each slice
+    with that many patches.
     The ViT runs on ``settings.device`` (as the clustering network).
     """
     from .cluster import resolve_device
