@@ -1,13 +1,18 @@
 """The CUDA path against the CPU: the same pipeline, seed and images on both devices.
 
 Prints, per image: node count, seconds on each device, and the agreement (IoU) of the two
-foregrounds and of the two part maps. Needs a CUDA device; run as
-``PYTHONPATH=src python benchmarks/gpu_check.py``.
+foregrounds and of the two part maps. With timm installed, also ``features="dino"`` (a ViT-S/8 with
+random weights saved to a temporary file, so nothing is downloaded; the ViT runs on the device too),
+and the largest difference between the DINO patch features computed on the two devices. Needs a
+CUDA device; run as ``PYTHONPATH=src python benchmarks/gpu_check.py``.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,6 +30,32 @@ def agreement(a, b) -> float:
     return float((np.asarray(a) == np.asarray(b)).mean())
 
 
+def random_dino_weights() -> str | None:
+    """A ViT-S/8 state dict with random weights in a temporary file (None without timm)."""
+    try:
+        import timm
+    except ImportError:
+        return None
+    torch.manual_seed(0)
+    path = Path(tempfile.mkdtemp()) / "vit_small_patch8_random.pth"
+    torch.save(timm.create_model("vit_small_patch8_224", num_classes=0).state_dict(), path)
+    return str(path)
+
+
+def dino_feature_difference(image, weights: str) -> float:
+    """Largest absolute difference of the (unit-length) DINO patch keys, CUDA against CPU."""
+    from napari_deepcut.deep_features import patch_features
+    from napari_deepcut.image import prepare_image
+    from napari_deepcut.settings import from_kwargs
+
+    prepared = prepare_image(image)
+    keys = {
+        device: patch_features(prepared, from_kwargs({"features": "dino", "weights": weights, "device": device})).features
+        for device in ("cpu", "cuda")
+    }
+    return float(np.abs(keys["cpu"] - keys["cuda"]).max())
+
+
 def main() -> None:
     if not torch.cuda.is_available():
         raise SystemExit("no CUDA device")
@@ -35,12 +66,21 @@ def main() -> None:
         ("coffee 400x600 RGB, superpixels, cc", data.coffee(), {"loss": "cc"}),
         ("astronaut 512^2, pixels, 262,144 nodes", data.astronaut(), {"nodes": "pixels", "downsample": 1}),
     ]
+    weights = random_dino_weights()
+    if weights is None:
+        print("timm is not installed: no features='dino' cases (pip install 'napari-deepcut[dino]')")
+    else:
+        dino = {"features": "dino", "weights": weights}
+        cases += [
+            ("astronaut 512^2, dino ViT-S/8 (random weights), superpixels", data.astronaut(), dino),
+            ("astronaut 512^2, dino ViT-S/8 (random weights), patch nodes", data.astronaut(), {**dino, "nodes": "pixels"}),
+        ]
     print("| image | nodes | CPU s | CUDA s | foreground IoU CPU vs CUDA | parts agreement |")
     print("|---|---|---|---|---|---|")
     for name, image, settings in cases:
         runs = {}
         for device in ("cpu", "cuda"):
-            segment(image[:64, :64], device=device, epochs=5)  # warm-up (CUDA context, kernels)
+            segment(image[:64, :64], device=device, epochs=5, **settings)  # warm-up (CUDA context, kernels)
             start = time.perf_counter()
             runs[device] = segment(image, parts=4, device=device, **settings)
             if device == "cuda":
@@ -53,6 +93,11 @@ def main() -> None:
             f"{agreement(cpu.parts, gpu.parts):.4f} |",
             flush=True,
         )
+
+    if weights is not None:
+        difference = dino_feature_difference(data.astronaut(), weights)
+        print(f"\nDINO patch keys (unit length), CUDA against CPU: largest absolute difference {difference:.2e}")
+        shutil.rmtree(Path(weights).parent)
 
 
 if __name__ == "__main__":

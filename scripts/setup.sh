@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up napari-deepcut on a fresh Debian/Ubuntu machine: system libraries for a napari window
-# (Qt, OpenGL, a virtual display for headless machines), a virtual environment in .venv with the
-# CPU build of torch, then the project with its GUI and test extras.
+# (Qt, OpenGL, a virtual display for headless machines), a virtual environment in .venv with
+# torch and torchvision, then the project with its GUI and test extras (timm included).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,7 +19,8 @@ fi
 
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-# torch first, pinned: an unpinned requirement would pull a multi-GB CUDA build.
-.venv/bin/python -m pip install -q "torch==2.13.0"
+# torch first, pinned, so the version is known; timm (the dino extra) needs the torchvision that
+# matches it. These are the registry's default builds, which run on the CPU as well as on CUDA.
+.venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
 .venv/bin/python -m pip install -q -e ".[testing]"
 echo "napari-deepcut is installed in .venv"

@@ -30,6 +30,7 @@ from magicgui.widgets import (
     CheckBox,
     ComboBox,
     Container,
+    FileEdit,
     FloatSpinBox,
     Label,
     ProgressBar,
@@ -66,6 +67,10 @@ GRAPH_SETTINGS = (
     "max_pixel_nodes",
     "connectivity",
     "features",
+    "dino_model",
+    "weights",
+    "dino_patches",
+    "dino_components",
     "feature_neighbours",
     "long_range_weight",
 )
@@ -129,11 +134,14 @@ def _float_step(default: float) -> float:
 
 def setting_control(spec: dataclasses.Field):
     """A magicgui control for one :class:`Settings` field: combo box for choices, check box for a
-    bool, spin box with the field's limits for a number; the field's help text as tooltip."""
+    bool, spin box with the field's limits for a number, file picker for a text field (a path;
+    empty = none); the field's help text as tooltip."""
     meta, default = spec.metadata, spec.default
     common = dict(name=spec.name, label=spec.name.replace("_", " "), tooltip=meta.get("help"))
     if "choices" in meta:
         return ComboBox(choices=list(meta["choices"]), value=default, **common)
+    if isinstance(default, str):
+        return FileEdit(mode="r", value=default or None, nullable=True, **common)
     if isinstance(default, bool):
         return CheckBox(value=default, **common)
     if isinstance(default, int):
@@ -164,7 +172,7 @@ class SettingsForm:
             container.margins = (0, 0, 0, 0)
 
     def values(self) -> dict[str, Any]:
-        return {name: control.value for name, control in self.controls.items()}
+        return {name: _setting_value(control) for name, control in self.controls.items()}
 
     def settings(self) -> Settings:
         """The values as checked :class:`Settings` (fields not shown keep their defaults)."""
@@ -178,7 +186,7 @@ class SettingsForm:
                 continue
             try:
                 from_kwargs({name: value})
-                control.value = value
+                control.value = (value or None) if isinstance(control, FileEdit) else value
             except (TypeError, ValueError):
                 continue
 
@@ -188,6 +196,13 @@ class SettingsForm:
     def connect(self, callback: Callable) -> None:
         for control in self.controls.values():
             control.changed.connect(callback)
+
+
+def _setting_value(control) -> Any:
+    """A control's value as the setting takes it: a file picker's path as text ("" when empty)."""
+    if isinstance(control, FileEdit):
+        return "" if control.value is None else str(control.value)
+    return control.value
 
 
 # --- image layout --------------------------------------------------------------------------------

@@ -31,7 +31,8 @@ class Graph:
     node_labels : ndarray of int64, the image's spatial shape
         Node index of every pixel; -1 where a pixel belongs to no node (outside the mask).
     features : ndarray of float32, shape (n, f)
-        Mean feature vector ``c_i`` of each node (colour / intensity, then optional texture).
+        Mean feature vector ``c_i`` of each node (colour / intensity, then optional texture; or
+        reduced DINO patch features, see :mod:`napari_deepcut.deep_features`).
     sizes : ndarray of int64, shape (n,)
         Number of pixels of each node.
     border : ndarray of int64, shape (n,)
@@ -372,6 +373,11 @@ def build_graph(image: PreparedImage, settings: Settings, mask: np.ndarray | Non
     n_pixels = int(np.prod(shape)) if mask is None else int(mask.sum())
     if n_pixels == 0:
         raise ValueError("foreground_mask is empty: there are no pixels to segment")
+    patches = None
+    if settings.features == "dino":
+        from .deep_features import patch_features
+
+        patches = patch_features(image, settings)
     if settings.nodes == "superpixels":
         if mask is None and settings.n_segments > n_pixels:
             raise ValueError(
@@ -385,6 +391,9 @@ def build_graph(image: PreparedImage, settings: Settings, mask: np.ndarray | Non
             mask,
         )
         edges = region_adjacency(node_labels, settings.connectivity)
+    elif settings.nodes == "pixels" and patches is not None:  # DeepCut's graph: a node per patch
+        node_labels, grid = patches.patch_labels(mask)
+        edges = region_adjacency(grid, settings.connectivity)
     elif settings.nodes == "pixels":
         factor = pixel_factor(shape, settings.downsample, settings.max_pixel_nodes)
         node_labels, grid = pixel_labels(shape, factor, mask)
@@ -393,7 +402,10 @@ def build_graph(image: PreparedImage, settings: Settings, mask: np.ndarray | Non
         raise ValueError(f"nodes must be 'superpixels' or 'pixels', got {settings.nodes!r}")
 
     n = int(node_labels.max()) + 1
-    features = node_means(feature_maps(image, settings.features), node_labels, n)
+    if patches is not None:
+        features = patches.node_features(node_labels, n, settings.dino_components)
+    else:
+        features = node_means(feature_maps(image, settings.features), node_labels, n)
     flat = node_labels.ravel()
     sizes = np.bincount(flat[flat >= 0], minlength=n)
     on_border = node_labels[border_mask(shape)]

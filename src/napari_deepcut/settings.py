@@ -8,12 +8,20 @@ points can never drift apart.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 NODE_KINDS = ("superpixels", "pixels")
 LOSSES = ("ncut", "mincut", "cc", "modularity")
-FEATURE_KINDS = ("colour", "texture")
+FEATURE_KINDS = ("colour", "texture", "dino")
+#: DINO vision transformers (timm names) for features="dino": ViT-S/8 (as DeepCut), S/16, B/8, B/16.
+DINO_MODELS = (
+    "vit_small_patch8_224.dino",
+    "vit_small_patch16_224.dino",
+    "vit_base_patch8_224.dino",
+    "vit_base_patch16_224.dino",
+)
 DEVICES = ("auto", "cpu", "cuda", "mps")
 CLUSTERINGS = ("gnn", "spectral")
 
@@ -63,11 +71,38 @@ class Settings:
         min=1,
         max=3,
     )
-    features: Literal["colour", "texture"] = _setting(
+    features: Literal["colour", "texture", "dino"] = _setting(
         "colour",
         "Node features: mean colour (Lab for RGB) / intensity per channel, or that plus "
-        "multiscale texture and edge responses.",
+        "multiscale texture and edge responses, or deep features of a DINO vision transformer "
+        "(as DeepCut; needs the dino extra and the model's weights).",
         choices=FEATURE_KINDS,
+    )
+    dino_model: str = _setting(
+        DINO_MODELS[0],
+        "features='dino': the DINO vision transformer (ViT-S/8 as DeepCut, S/16, B/8, B/16).",
+        choices=DINO_MODELS,
+    )
+    weights: str = _setting(
+        "",
+        "features='dino': file of the model's weights (a .pth state dict, e.g. DINO's "
+        "dino_deitsmall8_pretrain.pth, or .safetensors); empty = the Hugging Face or torch hub "
+        "cache, downloaded into the first once when online.",
+    )
+    dino_patches: int = _setting(
+        4096,
+        "features='dino': the image is resized, aspect kept, so the ViT sees about this many "
+        "patches (4096 = 64 x 64 patches: 512 x 512 px with ViT-S/8); with nodes='pixels' the "
+        "patches are the nodes.",
+        min=4,
+        max=65_536,
+    )
+    dino_components: int = _setting(
+        32,
+        "features='dino': principal components kept of the L2-normalised patch features "
+        "(0 = all 384 / 768).",
+        min=0,
+        max=768,
     )
     position_weight: float = _setting(
         0.0,
@@ -214,6 +249,10 @@ def from_kwargs(kwargs: dict[str, Any]) -> Settings:
                 raise ValueError(f"{name} must be >= {meta['min']}, got {value}")
             if "max" in meta and value > meta["max"]:
                 raise ValueError(f"{name} must be <= {meta['max']}, got {value}")
+        elif isinstance(default, str) and "choices" not in meta:  # a path
+            value = os.fspath(value) if isinstance(value, os.PathLike) else value
+            if not isinstance(value, str):
+                raise TypeError(f"{name} must be a string, got {value!r}")
         if "choices" in meta and value not in meta["choices"]:
             raise ValueError(f"{name} must be one of {meta['choices']}, got {value!r}")
         values[name] = value
