@@ -21,11 +21,14 @@ from napari_deepcut.settings import Settings
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
 VARIANTS = [
-    ("defaults (GNN, relaxed N-cut, superpixels)", {}),
-    ("classical spectral N-cut, same graph", {"clustering": "spectral"}),
-    ("loss: MinCutPool form (as DeepCut)", {"loss": "mincut"}),
-    ("loss: correlation clustering", {"loss": "cc"}),
-    ("loss: modularity", {"loss": "modularity"}),
+    ("defaults (GNN, correlation clustering into <= 8 clusters, edge refinement)", {}),
+    ("- edge refinement", {"refine": False}),
+    ("classical spectral N-cut, same graph (eigengap k <= 8)", {"clustering": "spectral"}),
+    ("classical spectral N-cut, same graph, - edge refinement", {"clustering": "spectral", "refine": False}),
+    ("direct 2-way cut: relaxed N-cut, k = 2", {"foreground_loss": "ncut", "foreground_clusters": 2}),
+    ("relaxed N-cut, k = 4", {"foreground_loss": "ncut", "foreground_clusters": 4}),
+    ("2-way MinCutPool form (as DeepCut)", {"foreground_loss": "mincut", "foreground_clusters": 2}),
+    ("modularity, <= 8 clusters", {"foreground_loss": "modularity"}),
     ("nodes: pixels (<= 65,536)", {"nodes": "pixels"}),
     ("no long-range edges (touching nodes only)", {"long_range_weight": 0.0}),
     ("features: colour + texture", {"features": "texture"}),

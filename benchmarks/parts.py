@@ -8,11 +8,13 @@ mIoU after optimal one-to-one (Hungarian) matching of predicted to true parts. A
 unmatched scores 0, so finding too few parts costs.
 
     python benchmarks/parts.py --images 30
+    python benchmarks/parts.py --images 30 refine=false     # settings as KEY=VALUE (JSON values)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -73,18 +75,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--nodes", default="superpixels,pixels", help="node kinds, comma-separated")
+    parser.add_argument("--modes", default="true k,auto", help="'true k' and/or 'auto', comma-separated")
+    parser.add_argument("settings", nargs="*", metavar="KEY=VALUE", help="settings for segment_parts")
     args = parser.parse_args()
+    settings = {}
+    for item in args.settings:
+        key, value = item.split("=", 1)
+        settings[key] = json.loads(value)
     rng = np.random.default_rng(args.seed)
     cases = [synthetic_object(rng) for _ in range(args.images)]
-    print(f"`python benchmarks/parts.py --images {args.images}`\n")
+    print(f"`python benchmarks/parts.py --images {args.images} {' '.join(args.settings)}`\n".replace(" `", "`"))
     print("| parts asked for | nodes | part mIoU | parts found = true k | s / image |")
     print("|---|---|---:|---:|---:|")
-    for nodes in ("superpixels", "pixels"):
-        for mode in ("true k", "auto"):
+    for nodes in args.nodes.split(","):
+        for mode in args.modes.split(","):
             scores, exact, start = [], 0, time.perf_counter()
             for image, truth in cases:
                 k = int(truth.max())
-                parts = segment_parts(image, truth > 0, parts=k if mode == "true k" else "auto", nodes=nodes)
+                parts = segment_parts(image, truth > 0, parts=k if mode == "true k" else "auto", nodes=nodes, **settings)
                 scores.append(part_miou(parts, truth))
                 exact += int(parts.max() == k)
             seconds = (time.perf_counter() - start) / len(cases)

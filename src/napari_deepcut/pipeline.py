@@ -175,14 +175,15 @@ def clean_foreground(mask: np.ndarray, keep_largest: bool, fill_holes: bool) -> 
     return mask
 
 
-def _ordered_parts(graph: Graph, labels: np.ndarray, k: int) -> tuple[np.ndarray, int]:
-    """Map cluster ids to parts 1..K, largest first; empty clusters disappear."""
-    area = np.bincount(labels, weights=graph.sizes, minlength=k)
+def _ordered_parts(cluster_image: np.ndarray, k: int) -> tuple[np.ndarray, int]:
+    """Map the cluster ids 1..k of a label image (0 = none) to parts 1..K, largest first; empty
+    clusters disappear."""
+    area = np.bincount(cluster_image.ravel(), minlength=k + 1)[1:]
     order = np.argsort(-area, kind="stable")
     present = order[area[order] > 0]
-    lookup = np.zeros(k, np.uint16)
-    lookup[present] = np.arange(1, len(present) + 1)
-    return lookup[labels], len(present)
+    lookup = np.zeros(k + 1, np.uint16)
+    lookup[present + 1] = np.arange(1, len(present) + 1)
+    return lookup[cluster_image], len(present)
 
 
 def _check_parts(parts) -> None:
@@ -258,9 +259,13 @@ def parts_stage(
         return StageResult(mask.astype(np.uint16), graph, None, 1, time.perf_counter() - start)
     k = min(k, graph.n_nodes)
     clustering = _cluster(graph, k, settings, loss, "parts", progress, cancel)
-    node_parts, n_found = _ordered_parts(graph, clustering.labels, k)
-    labels = graph.to_image(node_parts, fill=0)
-    labels[~mask] = 0  # pixel blocks may straddle the mask's edge
+    clusters = clustering.labels + 1  # 0 stays "no part"
+    if settings.refine:
+        clusters = refine_labels(graph, clusters, image)
+    else:
+        clusters = graph.to_image(clusters, fill=0)
+    clusters[~mask] = 0  # pixel blocks may straddle the mask's edge
+    labels, n_found = _ordered_parts(clusters, k)
     return StageResult(labels, graph, clustering, n_found, time.perf_counter() - start)
 
 

@@ -190,8 +190,9 @@ class Settings:
     )
     refine: bool = _setting(
         True,
-        "Post-processing: pixels of nodes on the foreground's edge take the side of the touching "
-        "node nearest in colour (pixel-accurate edges from superpixels or pixel blocks).",
+        "Post-processing (both stages): pixels of nodes on an edge between foreground and "
+        "background, or between parts, take the label of the node nearest in colour among their "
+        "own and the touching ones (pixel-accurate edges from superpixels or pixel blocks).",
     )
     keep_largest: bool = _setting(
         False, "Post-processing: keep only the largest foreground component."
