@@ -425,7 +425,7 @@ def plot_worst(
     settings : Settings
         The settings of the evaluation.
     path : str or Path
-        The PNG to write (``len(rows) * WORST_ROW_INCHES * WORST_DPI`` pixels high).
+        The PNG to write, ``WORST_ROW_INCHES * WORST_DPI`` pixels high per row.
     n : int
         Rows at most.
 

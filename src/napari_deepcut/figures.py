@@ -48,7 +48,7 @@ def overlay(rgb: np.ndarray, foreground: np.ndarray, parts: np.ndarray | None = 
 
 def save_small_png(figure, path, dpi: float) -> None:
     """Save a matplotlib figure as a PNG of at most 256 colours (photographs in panels: about a
-    third of the bytes of a full-colour PNG, with no visible loss at this size).
+    third of the bytes of a full-colour PNG, with little visible loss at this size).
 
     Parameters
     ----------
