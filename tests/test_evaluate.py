@@ -100,7 +100,7 @@ def test_evaluate_command_writes_table_csv_and_plot(tmp_path, capsys):
     images, masks = _dataset(tmp_path)
     out = tmp_path / "eval"
     status = main(["evaluate", "--images", str(images), "--masks", str(masks), "--methods", "otsu,deepcut",
-                   "--limit", "2", "--out", str(out), *FAST])
+                   "--limit", "2", "--out", str(out), "--worst", "0", *FAST])
     assert status == 0
     table = capsys.readouterr().out
     assert "| otsu | 2 |" in table and "| deepcut | 2 |" in table and "mIoU" in table
@@ -110,6 +110,39 @@ def test_evaluate_command_writes_table_csv_and_plot(tmp_path, capsys):
     assert all(0 <= float(r["iou"]) <= 1 for r in rows)
     assert (out / "scores.png").stat().st_size > 1000
     assert "otsu" in (out / "summary.md").read_text()
+    assert not list(out.glob("worst-*.png"))  # --worst 0
+
+
+def test_worst_scores_are_the_lowest_without_failures():
+    scores = [ev.Score(name, "m", value, 0.5, 0.1) for name, value in
+              [("a", 0.9), ("b", 0.2), ("c", math.nan), ("d", 0.2), ("e", 0.5)]]
+    scores.append(ev.Score("z", "other", 0.0, 0.0, 0.1))
+    assert [s.image for s in ev.worst_scores(scores, "m", 3)] == ["b", "d", "e"]
+    assert len(ev.worst_scores(scores, "m", 10)) == 4
+    assert ev.worst_scores(scores, "m", 0) == []
+
+
+def test_evaluate_worst_draws_one_row_per_worst_image(tmp_path, capsys):
+    images, masks = _dataset(tmp_path)
+    out = tmp_path / "eval"
+    status = main(["evaluate", "--images", str(images), "--masks", str(masks), "--methods", "deepcut,otsu",
+                   "--worst", "2", "--out", str(out), *FAST])
+    assert status == 0
+    assert "worst-deepcut.png" in capsys.readouterr().err
+    for method in ("deepcut", "otsu"):
+        path = out / f"worst-{method}.png"
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        picture = iio.imread(path)
+        assert picture.shape[0] == round(2 * ev.WORST_ROW_INCHES * ev.WORST_DPI)  # 2 rows of 3 images
+        assert picture.shape[1] == round(3 * 1.25 * ev.WORST_ROW_INCHES * ev.WORST_DPI)
+        assert 5_000 < path.stat().st_size < 300_000
+
+
+def test_evaluate_rejects_negative_worst(tmp_path):
+    images, masks = _dataset(tmp_path, n=1)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--images", str(images), "--masks", str(masks), "--worst", "-1"])
+    assert exit_info.value.code == 2
 
 
 def test_evaluate_perfect_and_inverted_predictions(tmp_path, monkeypatch):

@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="score methods against reference masks (mIoU, pixel accuracy, seconds)",
         description="Run each method on every image that has a mask of the same name; each method "
         "picks its foreground without seeing the mask. Prints a table; writes scores.csv, "
-        "scores.png and summary.md into --out.",
+        "scores.png, summary.md and, per method, worst-<method>.png into --out.",
     )
     from .evaluate import METHOD_NOTES
 
@@ -152,6 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--limit", type=int, metavar="N", help="only the first N images (by name)")
     ev.add_argument("--out", type=Path, default=Path("evaluation"), metavar="DIR", help="output folder (default: %(default)s)")
+    ev.add_argument(
+        "--worst",
+        type=int,
+        default=6,
+        metavar="N",
+        help="per method, draw the N images with the lowest IoU next to their masks in "
+        "worst-<method>.png (runs the method again on those N; 0 = none; default: %(default)s)",
+    )
     add_run_arguments(ev)
     add_settings_arguments(ev)
 
@@ -309,6 +317,8 @@ def run_evaluate(args, parser) -> int:
     unknown = [m for m in methods if m not in ev.METHODS]
     if unknown or not methods:
         parser.error(f"unknown method(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(ev.METHODS)}")
+    if args.worst < 0:
+        parser.error(f"--worst must be 0 or more, got {args.worst}")
     _set_threads(args)
     try:
         pairs = ev.find_pairs(args.images, args.masks, args.limit)
@@ -324,8 +334,12 @@ def run_evaluate(args, parser) -> int:
     try:
         ev.plot_scores(scores, methods, args.out / "scores.png", title=f"{args.images.resolve().parent.name}/{args.images.name} ({len(pairs)} images)")
         written.insert(1, args.out / "scores.png")
+        for method in methods:  # --worst 0: plot_worst draws nothing
+            worst = args.out / f"worst-{method}.png"
+            if ev.plot_worst(pairs, scores, method, config, worst, args.worst):
+                written.insert(-1, worst)
     except ImportError:
-        print("warning: no plot: matplotlib is not installed (pip install matplotlib)", file=sys.stderr)
+        print("warning: no plots: matplotlib is not installed (pip install matplotlib)", file=sys.stderr)
     import shlex
 
     command = shlex.join(["napari-deepcut", *args.argv])

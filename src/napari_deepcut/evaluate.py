@@ -380,3 +380,98 @@ def plot_scores(scores: list[Score], methods: list[str], path, title: str = "") 
         fig.suptitle(title)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+# --- where it fails ----------------------------------------------------------------------------
+
+WORST_ROW_INCHES = 2.4
+"""Height of one row of :func:`plot_worst` (inches; 3 panels of ``WORST_ROW_INCHES * 1.25`` wide)."""
+
+WORST_DPI = 80
+"""Resolution of :func:`plot_worst` figures: ``WORST_ROW_INCHES * WORST_DPI`` pixels per row."""
+
+
+def worst_scores(scores: list[Score], method: str, n: int) -> list[Score]:
+    """The ``n`` images that ``method`` scored lowest IoU on, worst first (ties by name); images it
+    failed on (NaN) are left out."""
+    mine = [s for s in scores if s.method == method and not math.isnan(s.iou)]
+    return sorted(mine, key=lambda s: (s.iou, s.image))[: max(n, 0)]
+
+
+def plot_worst(
+    pairs: list[tuple[Path, Path]],
+    scores: list[Score],
+    method: str,
+    settings: Settings,
+    path,
+    n: int = 6,
+) -> list[str]:
+    """A figure of the ``n`` images ``method`` does worst on, to show where it fails.
+
+    One row per image, worst first: the image (titled with its file name), the reference mask and
+    the method's foreground, each drawn over the image (background dimmed, foreground outlined).
+    Predictions are not kept by :func:`evaluate`, so the method runs again on these images only
+    (``n`` runs, same settings); the IoU in the title is this run's, and the evaluation's is added
+    when the two differ.
+
+    Parameters
+    ----------
+    pairs : list of (Path, Path)
+        The evaluated (image, mask) files, as given to :func:`evaluate`.
+    scores : list of Score
+        :func:`evaluate`'s scores.
+    method : str
+        A key of :data:`METHODS`.
+    settings : Settings
+        The settings of the evaluation.
+    path : str or Path
+        The PNG to write, ``WORST_ROW_INCHES * WORST_DPI`` pixels high per row.
+    n : int
+        Rows at most.
+
+    Returns
+    -------
+    list of str
+        File names of the images drawn, worst first; empty (and nothing written) when ``method``
+        scored no image.
+    """
+    from .figures import display_rgb, overlay, save_small_png
+
+    worst = worst_scores(scores, method, n)
+    if not worst:
+        return []
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = {image.name: (image, mask) for image, mask in pairs}
+    width = 1.25 * WORST_ROW_INCHES
+    fig, axes = plt.subplots(
+        len(worst), 3, figsize=(3 * width, len(worst) * WORST_ROW_INCHES), squeeze=False, constrained_layout=True
+    )
+    for row, score in zip(axes, worst, strict=True):
+        for ax in row:
+            ax.axis("off")
+        image_path, mask_path = files[score.image]
+        row[0].set_title(score.image, fontsize=9)
+        try:
+            image, truth = read_image(image_path), read_mask(mask_path)
+            rgb = display_rgb(image)
+            row[0].imshow(rgb)
+            row[1].imshow(overlay(rgb, truth))
+            row[1].set_title(f"reference ({100 * truth.mean():.0f} % foreground)", fontsize=9)
+            prediction = np.asarray(METHODS[method](image, settings)[0], bool)
+        except Exception as error:  # noqa: BLE001 (one image that cannot be drawn must not end the figure)
+            row[2].text(0.5, 0.5, f"{type(error).__name__}: {error}", ha="center", va="center", wrap=True, fontsize=8)
+            continue
+        now = iou(prediction, truth)
+        title = f"{method}: IoU {now:.2f} (other side {iou(~prediction, truth):.2f})"
+        if abs(now - score.iou) > 0.005:
+            title += f"\nIoU in the evaluation {score.iou:.2f}"
+        row[2].imshow(overlay(rgb, prediction))
+        row[2].set_title(title, fontsize=9)
+    save_small_png(fig, path, WORST_DPI)
+    plt.close(fig)
+    return [s.image for s in worst]

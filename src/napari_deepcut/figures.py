@@ -1,6 +1,7 @@
 """Pictures of results: label overlays, and the method-comparison figure of ``napari-deepcut compare``.
 
-matplotlib (Agg backend) is imported only by :func:`comparison_figure`.
+matplotlib (Agg backend) is imported only by :func:`comparison_figure` and Pillow only by
+:func:`save_small_png`.
 """
 
 from __future__ import annotations
@@ -43,6 +44,30 @@ def overlay(rgb: np.ndarray, foreground: np.ndarray, parts: np.ndarray | None = 
     picture = np.where(foreground[..., None], picture, 0.35 * picture)
     picture[find_boundaries(foreground, mode="inner")] = (1.0, 0.85, 0.0)
     return np.round(np.clip(picture, 0, 1) * 255).astype(np.uint8)
+
+
+def save_small_png(figure, path, dpi: float) -> None:
+    """Save a matplotlib figure as a PNG of at most 256 colours (photographs in panels: about a
+    third of the bytes of a full-colour PNG, with little visible loss at this size).
+
+    Parameters
+    ----------
+    figure : matplotlib.figure.Figure
+        The figure (its pixel size is ``figure.get_size_inches() * dpi``).
+    path : str or Path
+        The PNG to write; its folder is created.
+    dpi : float
+        Resolution.
+    """
+    from io import BytesIO
+
+    from PIL import Image
+
+    buffer = BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    picture = Image.open(buffer).convert("RGB")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    picture.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
 
 
 def _timed(function, *args, **kwargs):
