@@ -706,7 +706,8 @@ class PartsWidget(_RunWidget):
         )
         self.auto_parts = CheckBox(
             name="auto_parts", text="find the number of parts (K-less)", value=False,
-            tooltip="Let correlation clustering choose how many parts (at most max_parts, an advanced setting).",
+            tooltip="Find how many parts there are (at most max_parts, an advanced setting): from the "
+            "eigengap of the affinities, or by the loss itself when it is K-less (cc, modularity).",
         )
         self.auto_parts.changed.connect(self._on_auto_changed)
         return [self.mask_chooser, self.parts_count, self.auto_parts]

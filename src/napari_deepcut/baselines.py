@@ -5,10 +5,47 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 from scipy.cluster.vq import kmeans2
+from scipy.linalg import eigh
 from scipy.sparse.linalg import lobpcg
 
 from .cluster import Clustering
 from .graph import Graph, affinity_matrix
+
+
+def _leading_eigenpairs(graph: Graph, count: int, long_range_weight: float, rng) -> tuple:
+    r"""The ``count`` largest eigenvalues (decreasing) and eigenvectors of
+    :math:`D^{-1/2} W D^{-1/2}`, W the graph's affinity matrix."""
+    n = graph.n_nodes
+    W = affinity_matrix(graph, long_range_weight)
+    scale = sp.diags(1.0 / np.sqrt(np.asarray(W.sum(1)).ravel() + 1e-12))
+    M = scale @ W @ scale
+    count = min(count, n)
+    if n <= 3000:
+        values, vectors = eigh(M.toarray(), subset_by_index=[n - count, n - 1])
+    else:  # LOBPCG copes with the repeated eigenvalue 1 of graphs with several components
+        values, vectors = lobpcg(M, rng.standard_normal((n, count)), largest=True, tol=1e-5, maxiter=500)
+    order = np.argsort(values)[::-1]
+    return values[order], vectors[:, order]
+
+
+def _largest_gap(values: np.ndarray, max_k: int) -> int:
+    """k in 2..max_k with the largest gap lambda_k - lambda_{k+1} (eigenvalues decreasing)."""
+    values = values[: max_k + 1]
+    if len(values) < 3:
+        return max(min(max_k, len(values)), 1)
+    return int(np.argmax(values[1:-1] - values[2:])) + 2
+
+
+def eigengap_clusters(graph: Graph, max_k: int, long_range_weight: float = 0.0, seed: int = 0) -> int:
+    r"""The number of clusters of a graph by the eigengap heuristic (von Luxburg 2007).
+
+    With :math:`\lambda_1 \ge \lambda_2 \ge \dots` the eigenvalues of
+    :math:`D^{-1/2} W D^{-1/2}` (W the affinity matrix every clustering sees),
+    :math:`k = \arg\max_{2 \le k \le K} (\lambda_k - \lambda_{k+1})`: k well-separated groups give k
+    eigenvalues near 1 and a drop after them.
+    """
+    values, _ = _leading_eigenpairs(graph, max_k + 1, long_range_weight, np.random.default_rng(seed))
+    return _largest_gap(values, max_k)
 
 
 def spectral_ncut(
@@ -24,34 +61,17 @@ def spectral_ncut(
     (:func:`~napari_deepcut.graph.affinity_matrix`). The k leading eigenvectors U of
     :math:`D^{-1/2} W D^{-1/2}` (the k smallest of the normalised
     Laplacian :math:`I - D^{-1/2} W D^{-1/2}`) embed the nodes; their rows, scaled to unit length,
-    are grouped by k-means.
-
-    With ``find_k`` (the classical K-less counterpart of correlation clustering), ``n_clusters``
-    is an upper bound and k is chosen by the eigengap heuristic (von Luxburg 2007): the leading
-    eigenvalues :math:`\lambda_1 \ge \lambda_2 \ge \dots` give
-    :math:`k = rg\max_{2 \le k \le K} (\lambda_k - \lambda_{k+1})`.
+    are grouped by k-means. With ``find_k``, ``n_clusters`` is an upper bound and k comes from the
+    same eigenvalues by the eigengap (:func:`eigengap_clusters`).
 
     Returns
     -------
     Clustering
         Hard assignments (one-hot ``assignments``, ``n_clusters`` columns), no loss history.
     """
-    n = graph.n_nodes
-    W = affinity_matrix(graph, long_range_weight)
-    scale = sp.diags(1.0 / np.sqrt(np.asarray(W.sum(1)).ravel() + 1e-12))
-    M = scale @ W @ scale
     rng = np.random.default_rng(seed)
-    wanted = min(n_clusters + 1 if find_k else n_clusters, n)
-    if n <= 3000:
-        values, U = np.linalg.eigh(M.toarray())
-        values, U = values[-wanted:], U[:, -wanted:]
-    else:  # LOBPCG copes with the repeated eigenvalue 1 of graphs with several components
-        values, U = lobpcg(M, rng.standard_normal((n, wanted)), largest=True, tol=1e-5, maxiter=500)
-    order = np.argsort(values)[::-1]  # decreasing eigenvalues
-    values, U = values[order], U[:, order]
-    k = n_clusters
-    if find_k and len(values) > 2:
-        k = int(np.argmax(values[1:-1] - values[2:])) + 2
+    values, U = _leading_eigenpairs(graph, n_clusters + 1 if find_k else n_clusters, long_range_weight, rng)
+    k = _largest_gap(values, n_clusters) if find_k else n_clusters
     U = U[:, :k]
     U = U / np.maximum(np.linalg.norm(U, axis=1, keepdims=True), 1e-12)
     _, labels = kmeans2(U, k, minit="++", seed=rng)

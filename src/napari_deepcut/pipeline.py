@@ -10,7 +10,7 @@ from typing import Callable
 import numpy as np
 from scipy import ndimage
 
-from .baselines import spectral_ncut
+from .baselines import eigengap_clusters, spectral_ncut
 from .cluster import Clustering, Progress, SegmentationCancelled, train_clustering
 from .graph import Graph, build_graph
 from .image import PreparedImage, prepare_image
@@ -95,14 +95,20 @@ def run_metadata(settings: Settings, *stages: StageResult | None) -> dict:
 # --- helpers -----------------------------------------------------------------------------------
 
 
+K_LESS_LOSSES = ("cc", "modularity")
+
+
 def _cluster(
-    graph: Graph, k: int, settings: Settings, loss: str, stage: str, progress, cancel
+    graph: Graph, k: int, find_k: bool, settings: Settings, loss: str, stage: str, progress, cancel
 ) -> Clustering:
+    """Cluster the graph's nodes into ``k`` clusters, or at most ``k`` with ``find_k``: a K-less
+    loss finds the number itself; otherwise the eigengap picks it and the loss cuts into that many."""
     if cancel is not None and cancel():  # graph building can take a while on large images
         raise SegmentationCancelled(f"cancelled before {stage} training")
     if settings.clustering == "spectral":
-        k_less = loss in ("cc", "modularity")  # the eigengap finds k, as those losses do
-        return spectral_ncut(graph, k, settings.seed, settings.long_range_weight, find_k=k_less)
+        return spectral_ncut(graph, k, settings.seed, settings.long_range_weight, find_k=find_k)
+    if find_k and loss not in K_LESS_LOSSES:
+        k = eigengap_clusters(graph, k, settings.long_range_weight, settings.seed)
     runs = [
         train_clustering(
             graph, k, settings.replace(seed=settings.seed + r), loss, stage, progress, cancel
@@ -213,7 +219,7 @@ def foreground_stage(
         return StageResult(np.zeros(image.spatial_shape, np.uint8), None, None, 0, 0.0)
     graph = build_graph(image, settings)
     k = min(settings.foreground_clusters, max(graph.n_nodes, 2))
-    clustering = _cluster(graph, k, settings, settings.foreground_loss, "foreground", progress, cancel)
+    clustering = _cluster(graph, k, True, settings, settings.foreground_loss, "foreground", progress, cancel)
     is_foreground = foreground_clusters(graph, clustering.labels, k)
     if settings.refine:
         foreground = refine_labels(graph, is_foreground[clustering.labels], image)
@@ -234,8 +240,9 @@ def parts_stage(
 ) -> StageResult:
     """Stage 2: cluster the nodes inside ``foreground_mask`` into ``parts`` parts.
 
-    With ``parts="auto"`` the number is found by correlation clustering (or modularity, if that is
-    the chosen loss), with ``settings.max_parts`` as upper bound.
+    With ``parts="auto"`` the number is found, at most ``settings.max_parts``: by the loss itself
+    when it is K-less (``cc``, ``modularity``), else by the eigengap of the graph's affinities
+    (:func:`~napari_deepcut.baselines.eigengap_clusters`) before the loss cuts into that many.
     """
     start = time.perf_counter()
     _check_parts(parts)
@@ -249,16 +256,13 @@ def parts_stage(
         raise ValueError("foreground_mask is empty: paint or compute a foreground first")
     if image.constant:
         return StageResult(mask.astype(np.uint16), None, None, 1, 0.0)
-    if parts == "auto":
-        k, loss = settings.max_parts, ("modularity" if settings.loss == "modularity" else "cc")
-    else:
-        k, loss = int(parts), settings.loss
+    k = settings.max_parts if parts == "auto" else int(parts)
     graph = build_graph(image, settings, mask=mask)
     if graph.n_nodes < 2:
         warnings.warn("the foreground holds a single node: it is one part", stacklevel=3)
         return StageResult(mask.astype(np.uint16), graph, None, 1, time.perf_counter() - start)
     k = min(k, graph.n_nodes)
-    clustering = _cluster(graph, k, settings, loss, "parts", progress, cancel)
+    clustering = _cluster(graph, k, parts == "auto", settings, settings.loss, "parts", progress, cancel)
     clusters = clustering.labels + 1  # 0 stays "no part"
     if settings.refine:
         clusters = refine_labels(graph, clusters, image)
