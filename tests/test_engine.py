@@ -215,6 +215,34 @@ def test_sparse_spots_are_foreground_even_where_they_touch_the_border():
     assert iou(segment(image, nodes="pixels", **FAST).foreground, truth) >= 0.95
 
 
+def test_content_box_finds_a_uniform_frame_and_only_a_frame():
+    from napari_deepcut.image import content_box
+
+    image, _ = two_region()
+    framed = image.copy()
+    framed[:2], framed[:, -3:] = 0, 0  # a black frame: 2 rows on top, 3 columns on the right
+    assert content_box(prepare_image(framed)) == (slice(2, 96), slice(0, 93))
+    assert content_box(prepare_image(image)) == (slice(0, 96), slice(0, 96))
+    # an evenly lit, noisy background is not a frame
+    rng = np.random.default_rng(0)
+    dark = rng.normal(0.1, 0.01, (96, 96))
+    dark[40:50, 40:50] = 0.9
+    assert content_box(prepare_image(dark)) == (slice(0, 96), slice(0, 96))
+
+
+def test_a_frame_is_background_and_the_border_is_inside_it():
+    """The scene inside the frame: an object on a background that touches the frame."""
+    image, truth = two_region()
+    image[:2], image[-2:], image[:, :2], image[:, -2:] = 0, 0, 0, 0
+    truth[:2], truth[-2:], truth[:, :2], truth[:, -2:] = False, False, False, False
+    result = segment(image, **FAST)
+    assert iou(result.foreground, truth) >= 0.95
+    assert not result.foreground[:2].any()
+    assert result.foreground_stage.graph.node_labels.shape == truth.shape
+    untrimmed = segment(image, trim_frame=False, **FAST)  # the frame alone touches the border
+    assert iou(untrimmed.foreground, truth) < 0.9
+
+
 def test_refine_gives_pixel_accurate_edges_from_coarse_nodes():
     """8 x 8 pixel blocks straddle the rectangle's edges; refinement recovers them by colour."""
     image, truth = two_region()

@@ -53,7 +53,7 @@ from .settings import Settings, fields, from_kwargs
 #: Settings shown without opening "Advanced settings".
 MAIN_SETTINGS = ("nodes", "n_segments", "downsample", "compactness", "epochs", "seed", "device")
 #: Settings only one of the two stages reads.
-FOREGROUND_ONLY = ("foreground_loss", "foreground_clusters", "keep_largest", "fill_holes")
+FOREGROUND_ONLY = ("foreground_loss", "foreground_clusters", "trim_frame", "keep_largest", "fill_holes")
 PARTS_ONLY = ("loss", "max_parts")
 #: Settings that shape the graph (the only ones the superpixel preview needs); names the engine
 #: does not have are skipped.

@@ -36,7 +36,8 @@ class Graph:
     sizes : ndarray of int64, shape (n,)
         Number of pixels of each node.
     border : ndarray of int64, shape (n,)
-        Number of each node's pixels lying on the image border.
+        Number of each node's pixels lying on the image border (on the border of the mask's
+        bounding box when the graph was built inside a mask).
     edges : ndarray of int64, shape (m, 2)
         Undirected edges ``(i, j)`` between touching nodes, ``i < j``, each listed once.
     weights : ndarray of float32, shape (m,)
@@ -408,7 +409,10 @@ def build_graph(image: PreparedImage, settings: Settings, mask: np.ndarray | Non
         features = node_means(feature_maps(image, settings.features), node_labels, n)
     flat = node_labels.ravel()
     sizes = np.bincount(flat[flat >= 0], minlength=n)
-    on_border = node_labels[border_mask(shape)]
+    region = (slice(None),) * len(shape) if mask is None else ndimage.find_objects(mask.astype(np.uint8))[0]
+    edge = np.zeros(shape, bool)  # the border of the region segmented: the image, or the mask's box
+    edge[region] = border_mask(node_labels[region].shape)
+    on_border = node_labels[edge]
     border = np.bincount(on_border[on_border >= 0], minlength=n)
     weights, sigma = affinity_weights(features, edges, settings.affinity_sigma or None)
     feature_edges = feature_neighbours(features, settings.feature_neighbours)

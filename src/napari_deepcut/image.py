@@ -136,3 +136,41 @@ def prepare_image(
     else:
         data = np.stack([_percentile_rescale(array[..., c]) for c in range(array.shape[-1])], -1)
     return PreparedImage(data=np.ascontiguousarray(data, np.float32), rgb=bool(rgb), spacing=spacing, constant=constant)
+
+
+def content_box(
+    image: PreparedImage, tolerance: float = 0.06, contrast: float = 0.1, max_fraction: float = 0.05
+) -> tuple[slice, ...]:
+    """The image inside a uniform frame: borders of scanners, screenshots, padding or stitching.
+
+    From each end of each spatial axis, outer lines (rows, columns, planes) are peeled while they
+    are uniform: every channel's standard deviation along the line below ``tolerance``. The
+    peeled band counts as a frame only when it is also distinct from the first line inside it
+    (some channel's mean differs by more than ``contrast``), so a plain, evenly lit background is
+    never taken for a frame. At most ``max_fraction`` of the axis is peeled from each end.
+    Intensities are those of :func:`prepare_image`, in [0, 1].
+
+    Returns
+    -------
+    tuple of slice
+        One slice per spatial axis; the whole image when there is no frame.
+    """
+    data = image.data
+    box = []
+    for axis in range(image.ndim):
+        lines = np.moveaxis(data, axis, 0)
+        length = lines.shape[0]
+        limit = max(1, int(max_fraction * length))
+        ends = []
+        for ordered in (lines, lines[::-1]):
+            flat = ordered[: limit + 1].reshape(min(limit + 1, length), -1, data.shape[-1])
+            uniform = flat.std(axis=1).max(axis=1) < tolerance
+            width = int(np.argmin(uniform)) if not uniform.all() else 0  # leading uniform lines
+            width = min(width, limit)
+            if width:
+                frame = flat[:width].reshape(-1, data.shape[-1]).mean(0)
+                if np.abs(frame - flat[width].mean(0)).max() <= contrast:
+                    width = 0
+            ends.append(width)
+        box.append(slice(ends[0], length - ends[1]))
+    return tuple(box)

@@ -13,7 +13,7 @@ from scipy import ndimage
 from .baselines import eigengap_clusters, spectral_ncut
 from .cluster import Clustering, Progress, SegmentationCancelled, train_clustering
 from .graph import Graph, build_graph
-from .image import PreparedImage, prepare_image
+from .image import PreparedImage, content_box, prepare_image
 from .refine import refine_labels
 from .settings import Settings, from_kwargs
 
@@ -213,11 +213,18 @@ def foreground_stage(
 ) -> StageResult:
     """Stage 1: cluster the whole image (``foreground_loss``, at most ``foreground_clusters``
     clusters); the clusters weakly connected to the image border are foreground
-    (:func:`boundary_foreground`)."""
+    (:func:`boundary_foreground`). With ``trim_frame``, a uniform frame around the image
+    (:func:`~napari_deepcut.image.content_box`) is background and the border is the frame's inside."""
     start = time.perf_counter()
     if image.constant:
         return StageResult(np.zeros(image.spatial_shape, np.uint8), None, None, 0, 0.0)
-    graph = build_graph(image, settings)
+    inside = None
+    if settings.trim_frame:
+        box = content_box(image)
+        if any(b.start > 0 or b.stop < n for b, n in zip(box, image.spatial_shape)):
+            inside = np.zeros(image.spatial_shape, bool)
+            inside[box] = True
+    graph = build_graph(image, settings, mask=inside)
     k = min(settings.foreground_clusters, max(graph.n_nodes, 2))
     clustering = _cluster(graph, k, True, settings, settings.foreground_loss, "foreground", progress, cancel)
     is_foreground = foreground_clusters(graph, clustering.labels, k)

@@ -188,6 +188,11 @@ class Settings:
     device: Literal["auto", "cpu", "cuda", "mps"] = _setting(
         "auto", "Where the network trains: auto picks CUDA, then MPS, then the CPU.", choices=DEVICES
     )
+    trim_frame: bool = _setting(
+        True,
+        "Foreground stage: a uniform frame around the image (a scanner, screenshot or padding "
+        "border) is background, and border contact is measured inside it.",
+    )
     refine: bool = _setting(
         True,
         "Post-processing (both stages): pixels of nodes on an edge between foreground and "
