@@ -21,8 +21,9 @@ from napari_deepcut.settings import Settings
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
 VARIANTS = [
-    ("defaults (GNN, correlation clustering into <= 8 clusters, edge refinement)", {}),
+    ("defaults (GNN, correlation clustering into <= 8 clusters, frame trimming, edge refinement)", {}),
     ("- edge refinement", {"refine": False}),
+    ("- frame trimming", {"trim_frame": False}),
     ("classical spectral N-cut, same graph (eigengap k <= 8)", {"clustering": "spectral"}),
     ("classical spectral N-cut, same graph, - edge refinement", {"clustering": "spectral", "refine": False}),
     ("direct 2-way cut: relaxed N-cut, k = 2", {"foreground_loss": "ncut", "foreground_clusters": 2}),
