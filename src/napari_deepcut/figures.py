@@ -129,7 +129,7 @@ def comparison_figure(
         ("original", rgb, None),
         (f"SLIC superpixels\n{graph.n_nodes} nodes, {graph_seconds:.1f} s", mark_boundaries(rgb, graph.node_labels + 1, color=(0, 0.9, 1), mode="inner"), None),
         (f"classical N-cut (spectral)\n{ncut_seconds:.1f} s", None, ncut),
-        (f"GNN, superpixels ({settings.loss})\n{gnn_seconds:.1f} s", None, gnn.foreground),
+        (f"GNN, superpixels ({settings.foreground_loss})\n{gnn_seconds:.1f} s", None, gnn.foreground),
         (f"GNN, pixels ({n_pixel_nodes} nodes)\n{pixel_seconds:.1f} s", None, pixels.foreground),
     ]
     figure = plt.figure(figsize=(17, 7.5), constrained_layout=True)
