@@ -132,15 +132,14 @@ class Settings:
     foreground_loss: Literal["ncut", "mincut", "cc", "modularity"] = _setting(
         "cc",
         "Foreground stage objective: correlation clustering or modularity (K-less: they find how "
-        "many clusters, up to foreground_clusters), or a cut into exactly foreground_clusters "
-        "(relaxed normalized cut, or its MinCutPool form as DeepCut).",
+        "many clusters), or a cut (relaxed normalized cut, or its MinCutPool form as DeepCut) into "
+        "as many clusters as the eigengap of the affinities says; at most foreground_clusters.",
         choices=LOSSES,
     )
     foreground_clusters: int = _setting(
         8,
-        "Foreground stage: clusters the image is cut into (an upper bound for cc and modularity); "
-        "clusters weakly connected to the image border are foreground. 2 = a direct "
-        "foreground / background cut.",
+        "Foreground stage: most clusters the image is cut into; those weakly connected to the "
+        "image border are foreground. 2 = a direct foreground / background cut.",
         min=2,
         max=64,
     )
