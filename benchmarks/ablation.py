@@ -27,7 +27,7 @@ VARIANTS = [
     ("classical spectral N-cut, same graph (eigengap k <= 8)", {"clustering": "spectral"}),
     ("classical spectral N-cut, same graph, - edge refinement", {"clustering": "spectral", "refine": False}),
     ("direct 2-way cut: relaxed N-cut, k = 2", {"foreground_loss": "ncut", "foreground_clusters": 2}),
-    ("relaxed N-cut, k = 4", {"foreground_loss": "ncut", "foreground_clusters": 4}),
+    ("relaxed N-cut, eigengap k <= 4", {"foreground_loss": "ncut", "foreground_clusters": 4}),
     ("2-way MinCutPool form (as DeepCut)", {"foreground_loss": "mincut", "foreground_clusters": 2}),
     ("modularity, <= 8 clusters", {"foreground_loss": "modularity"}),
     ("nodes: pixels (<= 65,536)", {"nodes": "pixels"}),
@@ -42,13 +42,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, help="first N images of each set (default: all)")
     parser.add_argument("--sets", default="horse,nuclei-dev")
+    parser.add_argument("--rows", help="only the variants whose labels contain one of these comma-separated words")
     args = parser.parse_args()
+    words = args.rows.split(",") if args.rows else None
     pairs = {name: evaluate.find_pairs(DATASETS / name / "images", DATASETS / name / "masks", args.limit)
              for name in args.sets.split(",")}
-    print(f"`python benchmarks/ablation.py{' --limit ' + str(args.limit) if args.limit else ''}`\n")
+    rows = f" --rows {args.rows}" if args.rows else ""
+    print(f"`python benchmarks/ablation.py{' --limit ' + str(args.limit) if args.limit else ''}{rows}`\n")
     print("| variant | " + " | ".join(f"{n} mIoU ({len(p)})" for n, p in pairs.items()) + " | s / image |")
     print("|---|" + "---:|" * (len(pairs) + 1))
     for label, change in VARIANTS:
+        if words and not any(word in label for word in words):
+            continue
         settings = Settings().replace(**change)
         cells, seconds = [], []
         for name, set_pairs in pairs.items():
