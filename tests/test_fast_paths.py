@@ -1,0 +1,81 @@
+"""The engine's fast paths give what the plain computation gives: SLIC at a reduced working
+resolution, sort-based unique."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from napari_deepcut import graph
+from napari_deepcut.image import prepare_image
+
+# --- SLIC working resolution ---------------------------------------------------------------------
+
+
+def test_slic_factors_follow_pixels_per_superpixel():
+    assert graph.slic_factors((512, 512), (1.0, 1.0), 1000) == (1, 1)  # 262 pixels per superpixel
+    assert graph.slic_factors((2048, 2048), (1.0, 1.0), 1000) == (2, 2)  # 4194 -> 1049
+    assert graph.slic_factors((2048, 2048), (1.0, 1.0), 100) == (9, 9)  # 41943 -> 518
+    assert graph.slic_factors((2048, 2048), (1.0, 1.0), 1000, np.inf) == (1, 1)
+    # coarse axes are reduced less: blocks about as long along every axis in physical units
+    assert graph.slic_factors((64, 512, 512), (4.0, 1.0, 1.0), 1000) == (1, 5, 5)
+    assert graph.slic_factors((256, 256, 256), (1.0, 1.0, 1.0), 1000) == (3, 3, 3)
+    assert graph.slic_factors((4, 4000), (1.0, 1.0), 2) == (2, 8)  # at most half an axis
+
+
+def test_block_mean_averages_partial_blocks_too():
+    data = np.random.default_rng(0).random((7, 5, 2)).astype(np.float32)
+    small = graph._block_mean(data, (2, 3))
+    assert small.shape == (4, 2, 2)
+    for i in range(4):
+        for j in range(2):
+            block = data[2 * i : 2 * i + 2, 3 * j : 3 * j + 3]
+            assert np.allclose(small[i, j], block.reshape(-1, 2).mean(0), atol=1e-6)
+
+
+def _large_disk(shape=(480, 480)):
+    rng = np.random.default_rng(0)
+    yy, xx = np.indices(shape)
+    truth = (yy - 230) ** 2 + (xx - 250) ** 2 < 130**2
+    image = np.where(truth[..., None], [200, 70, 50], [40, 110, 190]) + rng.normal(0, 12, (*shape, 3))
+    return np.clip(image, 0, 255).astype(np.uint8), truth
+
+
+def _ceiling(labels, truth) -> float:
+    """IoU of the best foreground made of whole superpixels."""
+    inside = np.bincount(labels[labels >= 0], weights=truth[labels >= 0])
+    size = np.bincount(labels[labels >= 0])
+    best = np.append(inside * 2 > size, False)[labels]
+    return (best & truth).sum() / (best | truth).sum()
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_superpixels_at_reduced_resolution_match_full_resolution(masked):
+    image, truth = _large_disk()
+    prepared = prepare_image(image)
+    mask = None
+    if masked:
+        mask = np.zeros(truth.shape, bool)
+        mask[60:420, 40:440] = True
+    assert graph.slic_factors(truth.shape, (1.0, 1.0), 40) == (3, 3)
+    reduced = graph.superpixel_labels(prepared, 40, mask=mask)
+    full = graph.superpixel_labels(prepared, 40, mask=mask, min_pixels=np.inf)
+    assert reduced.shape == truth.shape and reduced.dtype == np.int64
+    n = reduced.max() + 1
+    assert np.array_equal(np.unique(reduced[reduced >= 0]), np.arange(n))  # consecutive
+    assert abs(n - (full.max() + 1)) <= 0.2 * n
+    if masked:
+        assert np.array_equal(reduced >= 0, mask)
+    else:  # SLIC's connectivity survives the upsampling
+        assert all(ndimage.label(reduced == i)[1] == 1 for i in range(n))
+    assert _ceiling(reduced, truth) >= _ceiling(full, truth) - 0.01
+
+
+# --- edges -------------------------------------------------------------------------------------
+
+
+def test_unique_by_sorting_matches_numpy():
+    keys = np.random.default_rng(0).integers(0, 1000, 5000)
+    assert np.array_equal(graph._unique(keys), np.unique(keys))
+    assert graph._unique(np.empty(0, np.int64)).size == 0
