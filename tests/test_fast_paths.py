@@ -1,13 +1,17 @@
 """The engine's fast paths give what the plain computation gives: SLIC at a reduced working
-resolution, sort-based unique."""
+resolution, the blocked network with its hand-written backward, sort-based unique."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
+import torch
 from scipy import ndimage
 
 from napari_deepcut import graph
+from napari_deepcut.gnn import ClusterNet, _ClusterMLP
 from napari_deepcut.image import prepare_image
 
 # --- SLIC working resolution ---------------------------------------------------------------------
@@ -70,6 +74,44 @@ def test_superpixels_at_reduced_resolution_match_full_resolution(masked):
     else:  # SLIC's connectivity survives the upsampling
         assert all(ndimage.label(reduced == i)[1] == 1 for i in range(n))
     assert _ceiling(reduced, truth) >= _ceiling(full, truth) - 0.01
+
+
+# --- the network -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n, k, d", [(7, 2, 3), (5000, 4, 1)])
+def test_blocked_network_matches_autograd(n, k, d):
+    torch.manual_seed(0)
+    net = ClusterNet(d, k)
+    plain = copy.deepcopy(net)
+    x, upstream = torch.randn(n, d), torch.randn(n, k)
+    S = net(x)  # 5000 rows: three blocks, the last one partial
+    (S * upstream).sum().backward()
+    S_plain = torch.softmax(plain.mlp(plain.conv(x)), -1)
+    (S_plain * upstream).sum().backward()
+    assert torch.allclose(S, S_plain, atol=1e-6)
+    for p, q in zip(net.parameters(), plain.parameters()):
+        assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-5 * q.grad.abs().max().item())
+
+
+def test_blocked_network_gradient_is_exact():
+    torch.manual_seed(0)
+    net = ClusterNet(3, 3, 8, 5).double()
+    x = torch.randn(40, 3, dtype=torch.double, requires_grad=True)
+
+    def run(x, *weights):  # blocks of 16 rows; fresh activation buffers for every evaluation
+        buffers = torch.empty(40, 8, dtype=torch.double), torch.empty(40, 5, dtype=torch.double)
+        return _ClusterMLP.apply(x, 16, *buffers, *weights)
+
+    assert torch.autograd.gradcheck(run, (x, *net.parameters()), fast_mode=True)
+
+
+def test_a_second_call_before_backward_is_an_error_not_a_wrong_gradient():
+    net = ClusterNet(3, 2)
+    first = net(torch.randn(50, 3))
+    net(torch.randn(50, 3))  # overwrites the shared activation buffers
+    with pytest.raises(RuntimeError, match="inplace"):
+        first.sum().backward()
 
 
 # --- edges -------------------------------------------------------------------------------------
