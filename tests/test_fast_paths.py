@@ -101,9 +101,30 @@ def test_blocked_network_gradient_is_exact():
 
     def run(x, *weights):  # blocks of 16 rows; fresh activation buffers for every evaluation
         buffers = torch.empty(40, 8, dtype=torch.double), torch.empty(40, 5, dtype=torch.double)
-        return _ClusterMLP.apply(x, 16, *buffers, *weights)
+        return _ClusterMLP.apply(x, 16, 1, *buffers, *weights)
 
     assert torch.autograd.gradcheck(run, (x, *net.parameters()), fast_mode=True)
+
+
+def test_blocked_network_on_several_threads_matches_one_thread():
+    torch.manual_seed(0)
+    start = ClusterNet(3, 2)
+    x, upstream = torch.randn(9000, 3), torch.randn(9000, 2)  # 5 blocks of 2048 rows
+    before = torch.get_num_threads()
+    runs = []
+    for threads in (1, 3):
+        net = copy.deepcopy(start)
+        torch.set_num_threads(threads)
+        try:
+            S = net(x)
+            (S * upstream).sum().backward()
+        finally:
+            torch.set_num_threads(before)
+        runs.append((S.detach(), [p.grad for p in net.parameters()]))
+    (S1, grads1), (S3, grads3) = runs
+    assert torch.equal(S1, S3)  # every row is computed alike, whichever thread runs it
+    for p, q in zip(grads1, grads3):
+        assert torch.allclose(p, q, rtol=1e-5, atol=1e-6 * q.abs().max().item())
 
 
 def test_a_second_call_before_backward_is_an_error_not_a_wrong_gradient():

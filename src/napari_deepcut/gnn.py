@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -29,15 +32,44 @@ def _softmax_(z: torch.Tensor) -> torch.Tensor:
     return z.div_(z.sum(1, keepdim=True))
 
 
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _in_parallel(work: Callable[[list[slice]], object], n: int, rows: int, workers: int) -> list:
+    """``work(blocks)`` on ``workers`` contiguous runs of the row blocks ``[0, rows)``,
+    ``[rows, 2 rows)``, ... of n rows, each run in its own thread with single-threaded torch ops;
+    the results in run order. One parallel region per call instead of one per operation: on a busy
+    machine, each of torch's parallel regions waits for the slowest thread."""
+    global _POOL
+    blocks = [slice(start, start + rows) for start in range(0, n, rows)]
+    workers = max(1, min(workers, len(blocks)))
+    runs = [blocks[len(blocks) * w // workers : len(blocks) * (w + 1) // workers] for w in range(workers)]
+    if workers == 1:
+        return [work(blocks)]
+    if _POOL is None or _POOL._max_workers < workers:
+        _POOL = ThreadPoolExecutor(workers, thread_name_prefix="napari-deepcut")
+    grad_mode, threads = torch.is_grad_enabled(), torch.get_num_threads()
+
+    def in_thread(run):
+        with torch.set_grad_enabled(grad_mode):  # grad mode is per thread
+            return work(run)
+
+    torch.set_num_threads(1)  # the worker threads see it too
+    try:
+        return list(_POOL.map(in_thread, runs))
+    finally:
+        torch.set_num_threads(threads)
+
+
 class _ClusterMLP(torch.autograd.Function):
     r""":math:`S = softmax(ELU(ELU(X W_1^T + b_1) W_2^T + b_2) W_3^T + b_3)` with a hand-written
     backward, one block of rows at a time.
 
     Autograd's version runs every layer over all n rows, so each n x 64 intermediate makes a round
     trip to main memory several times per epoch. Here forward and backward walk through blocks of
-    ``rows`` rows that stay in the CPU cache; the activations :math:`A_1, A_2` are written once
-    into reused buffers, and the ELU's derivative is read off its output,
-    :math:`ELU'(z) = \min(ELU(z), 0) + 1` (alpha = 1). With
+    ``rows`` rows that stay in the CPU cache (``workers`` threads, each on its own run of blocks);
+    the activations :math:`A_1, A_2` are written once into reused buffers, and the ELU's
+    derivative is read off its output, :math:`ELU'(z) = \min(ELU(z), 0) + 1` (alpha = 1). With
     :math:`G_3 = S \odot (G - (G \odot S) 1 1^T)` (softmax backward for the incoming gradient G):
     :math:`\nabla W_3 = G_3^T A_2`, :math:`G_2 = (G_3 W_3) \odot ELU'(Z_2)`,
     :math:`\nabla W_2 = G_2^T A_1`, :math:`G_1 = (G_2 W_2) \odot ELU'(Z_1)`,
@@ -45,15 +77,18 @@ class _ClusterMLP(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, rows, A1, A2, w1, b1, w2, b2, w3, b3):
+    def forward(ctx, x, rows, workers, A1, A2, w1, b1, w2, b2, w3, b3):
         S = torch.empty(len(x), len(w3), dtype=x.dtype, device=x.device)
-        for start in range(0, len(x), rows):
-            block = slice(start, start + rows)
-            a1 = F.elu(torch.addmm(b1, x[block], w1.T, out=A1[block]), inplace=True)
-            a2 = F.elu(torch.addmm(b2, a1, w2.T, out=A2[block]), inplace=True)
-            torch.addmm(b3, a2, w3.T, out=S[block])
+
+        def run(blocks):
+            for block in blocks:
+                a1 = F.elu(torch.addmm(b1, x[block], w1.T, out=A1[block]), inplace=True)
+                a2 = F.elu(torch.addmm(b2, a1, w2.T, out=A2[block]), inplace=True)
+                torch.addmm(b3, a2, w3.T, out=S[block])
+
+        _in_parallel(run, len(x), rows, workers)
         _softmax_(S)
-        ctx.rows = rows
+        ctx.rows, ctx.workers = rows, workers
         ctx.save_for_backward(x, A1, A2, S, w1, w2, w3)
         return S
 
@@ -61,22 +96,26 @@ class _ClusterMLP(torch.autograd.Function):
     def backward(ctx, G):
         x, A1, A2, S, w1, w2, w3 = ctx.saved_tensors
         G3 = S * (G - (G * S).sum(1, keepdim=True))
-        gw3, gb3 = G3.T @ A2, G3.sum(0)
-        gw2, gw1 = torch.zeros_like(w2), torch.zeros_like(w1)
-        gb2, gb1 = w2.new_zeros(len(w2)), w1.new_zeros(len(w1))
         gx = torch.empty_like(x) if ctx.needs_input_grad[0] else None
-        for start in range(0, len(x), ctx.rows):
-            block = slice(start, start + ctx.rows)
-            a1, a2 = A1[block], A2[block]
-            g2 = (G3[block] @ w3).mul_(a2.clamp_max(0).add_(1))
-            gw2.addmm_(g2.T, a1)
-            gb2 += g2.sum(0)
-            g1 = (g2 @ w2).mul_(a1.clamp_max(0).add_(1))
-            gw1.addmm_(g1.T, x[block])
-            gb1 += g1.sum(0)
-            if gx is not None:
-                torch.mm(g1, w1, out=gx[block])
-        return gx, None, None, None, gw1, gb1, gw2, gb2, gw3, gb3
+
+        def run(blocks):
+            gw2, gw1 = torch.zeros_like(w2), torch.zeros_like(w1)
+            gb2, gb1 = w2.new_zeros(len(w2)), w1.new_zeros(len(w1))
+            for block in blocks:
+                a1, a2 = A1[block], A2[block]
+                g2 = (G3[block] @ w3).mul_(a2.clamp_max(0).add_(1))
+                gw2.addmm_(g2.T, a1)
+                gb2 += g2.sum(0)
+                g1 = (g2 @ w2).mul_(a1.clamp_max(0).add_(1))
+                gw1.addmm_(g1.T, x[block])
+                gb1 += g1.sum(0)
+                if gx is not None:
+                    torch.mm(g1, w1, out=gx[block])
+            return gw1, gb1, gw2, gb2
+
+        partial = _in_parallel(run, len(x), ctx.rows, ctx.workers)
+        gw1, gb1, gw2, gb2 = (sum(g[1:], g[0]) for g in zip(*partial))  # in run order
+        return gx, None, None, None, None, gw1, gb1, gw2, gb2, G3.T @ A2, G3.sum(0)
 
 
 class ClusterNet(nn.Module):
@@ -119,12 +158,13 @@ class ClusterNet(nn.Module):
             options = {"dtype": propagated.dtype, "device": propagated.device}
             buffers = torch.empty(n, len(conv.weight), **options), torch.empty(n, len(hidden.weight), **options)
             self._activations = buffers
-        # CPU: blocks of ~512 KiB of first-layer activations per thread; other devices: all rows.
+        # CPU: blocks of ~512 KiB of first-layer activations, one run of them per torch thread;
+        # other devices: all rows at once.
         if propagated.device.type == "cpu":
-            rows = max(256, 2**17 // len(conv.weight)) * torch.get_num_threads()
+            rows, workers = max(256, 2**17 // len(conv.weight)), torch.get_num_threads()
         else:
-            rows = max(n, 1)
+            rows, workers = max(n, 1), 1
         return _ClusterMLP.apply(
-            propagated, rows, *buffers,
+            propagated, rows, workers, *buffers,
             conv.weight, conv.bias, hidden.weight, hidden.bias, out.weight, out.bias,
         )
