@@ -32,7 +32,7 @@ def _softmax_(z: torch.Tensor) -> torch.Tensor:
     return z.div_(z.sum(1, keepdim=True))
 
 
-_POOL: ThreadPoolExecutor | None = None
+_POOLS: dict[int, ThreadPoolExecutor] = {}  # by number of threads
 
 
 def _in_parallel(work: Callable[[list[slice]], object], n: int, rows: int, workers: int) -> list:
@@ -40,14 +40,13 @@ def _in_parallel(work: Callable[[list[slice]], object], n: int, rows: int, worke
     ``[rows, 2 rows)``, ... of n rows, each run in its own thread with single-threaded torch ops;
     the results in run order. One parallel region per call instead of one per operation: on a busy
     machine, each of torch's parallel regions waits for the slowest thread."""
-    global _POOL
     blocks = [slice(start, start + rows) for start in range(0, n, rows)]
     workers = max(1, min(workers, len(blocks)))
     runs = [blocks[len(blocks) * w // workers : len(blocks) * (w + 1) // workers] for w in range(workers)]
     if workers == 1:
         return [work(blocks)]
-    if _POOL is None or _POOL._max_workers < workers:
-        _POOL = ThreadPoolExecutor(workers, thread_name_prefix="napari-deepcut")
+    if workers not in _POOLS:
+        _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="napari-deepcut")
     grad_mode, threads = torch.is_grad_enabled(), torch.get_num_threads()
 
     def in_thread(run):
@@ -56,7 +55,7 @@ def _in_parallel(work: Callable[[list[slice]], object], n: int, rows: int, worke
 
     torch.set_num_threads(1)  # the worker threads see it too
     try:
-        return list(_POOL.map(in_thread, runs))
+        return list(_POOLS[workers].map(in_thread, runs))
     finally:
         torch.set_num_threads(threads)
 
