@@ -7,7 +7,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 
@@ -30,6 +29,14 @@ def _softmax_(z: torch.Tensor) -> torch.Tensor:
     """Row softmax in place (torch's kernel is slow on CPU for the few columns we have)."""
     z.sub_(z.amax(1, keepdim=True)).exp_()
     return z.div_(z.sum(1, keepdim=True))
+
+
+def _elu_(z: torch.Tensor) -> torch.Tensor:
+    r"""ELU (alpha = 1) in place, :math:`\max(z, 0) + \exp(\min(z, 0)) - 1`. Torch's ``elu`` goes
+    through ``expm1``, which on some CPUs runs 4-6x slower than ``exp`` (absolute difference of the
+    two forms: < 1e-7)."""
+    negative = z.clamp_max(0).exp_().sub_(1)
+    return z.clamp_min_(0).add_(negative)
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}  # by number of threads
@@ -81,8 +88,8 @@ class _ClusterMLP(torch.autograd.Function):
 
         def run(blocks):
             for block in blocks:
-                a1 = F.elu(torch.addmm(b1, x[block], w1.T, out=A1[block]), inplace=True)
-                a2 = F.elu(torch.addmm(b2, a1, w2.T, out=A2[block]), inplace=True)
+                a1 = _elu_(torch.addmm(b1, x[block], w1.T, out=A1[block]))
+                a2 = _elu_(torch.addmm(b2, a1, w2.T, out=A2[block]))
                 torch.addmm(b3, a2, w3.T, out=S[block])
 
         _in_parallel(run, len(x), rows, workers)
