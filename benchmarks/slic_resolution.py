@@ -4,7 +4,7 @@ The *ceiling* of a superpixel map is the foreground IoU reached when every super
 majority label of the reference mask: no clustering can do better on that graph. For each image
 (the first ``--limit`` of each data set, as given and upscaled ``--upscale`` times to emulate large
 images), the ceiling and SLIC's seconds are printed for SLIC at full resolution and on block means
-of 2 x 2 and 3 x 3 pixels (``graph.superpixel_labels`` chooses the blocks by ``slic_factors``).
+of 2 x 2 and 3 x 3 pixels, forced here (the engine picks the blocks with ``graph.slic_factors``).
 
     python benchmarks/slic_resolution.py --limit 20
 """
