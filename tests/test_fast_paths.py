@@ -1,5 +1,6 @@
 """The engine's fast paths give what the plain computation gives: SLIC at a reduced working
-resolution, the blocked network with its hand-written backward, sort-based unique."""
+resolution, the blocked network with its hand-written backward, the clusters' inner weight with
+its gradient from the forward's products, sort-based unique."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from scipy import ndimage
 from napari_deepcut import graph
 from napari_deepcut.gnn import ClusterNet, _ClusterMLP
 from napari_deepcut.image import prepare_image
+from napari_deepcut.losses import Affinity
 
 # --- SLIC working resolution ---------------------------------------------------------------------
 
@@ -133,6 +135,31 @@ def test_a_second_call_before_backward_is_an_error_not_a_wrong_gradient():
     net(torch.randn(50, 3))  # overwrites the shared activation buffers
     with pytest.raises(RuntimeError, match="inplace"):
         first.sum().backward()
+
+
+# --- losses ------------------------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+@pytest.mark.parametrize("parts", ["local", "factors", "both"])
+def test_within_cluster_weight_and_gradient_match_autograd(parts):
+    rng = np.random.default_rng(0)
+    n, k = 300, 3
+    i, j = rng.integers(0, n, (2, 2000))
+    dense = np.zeros((n, n), np.float32)
+    dense[i, j] = dense[j, i] = rng.random(2000).astype(np.float32)
+    local = torch.from_numpy(dense).to_sparse_csr() if parts != "factors" else None
+    factors = torch.from_numpy(rng.normal(size=(n, 16)).astype(np.float32)) if parts != "local" else None
+    W = Affinity(local=local, factors=factors, local_scale=0.7, factor_scale=0.2)
+    weights = torch.tensor([1.0, -2.0, 0.5])
+    S = torch.softmax(torch.from_numpy(rng.normal(size=(n, k)).astype(np.float32)), 1).requires_grad_()
+    (W.within(S) * weights).sum().backward()
+    fast = S.grad.clone()
+    S.grad = None
+    plain = (S * (W @ S)).sum(0)
+    (plain * weights).sum().backward()
+    assert torch.allclose(W.within(S.detach()), plain.detach(), rtol=1e-5)
+    assert torch.allclose(fast, S.grad, rtol=1e-4, atol=1e-5 * S.grad.abs().max().item())
 
 
 # --- edges -------------------------------------------------------------------------------------
