@@ -11,7 +11,7 @@ All cases run one after the other in this one process, on the same images:
 CPU seconds (this process's CPU time) are shown beside wall seconds: on a shared machine the wall
 time grows with other load, the CPU time much less. Peak memory is the highest resident set size (RSS, sampled every 5 ms by a thread) during a case,
 minus the RSS when the case started: what the case itself needed, torch's buffers included
-(tracemalloc would miss those).
+(tracemalloc would miss those). The graph column gives each stage's nodes, epochs and seconds.
 
     python benchmarks/speed.py --threads 1
 """
@@ -125,7 +125,11 @@ def main() -> None:
             stages = [output.foreground_stage, output.parts_stage]
             nodes = [s.graph.n_nodes for s in stages if s is not None and s.graph is not None]
             epochs = [len(s.clustering.loss_history) for s in stages if s is not None and s.clustering is not None]
-            detail = f"nodes {'/'.join(map(str, nodes))}, epochs {'/'.join(map(str, epochs))}"
+            seconds_per_stage = [f"{s.seconds:.1f}" for s in stages if s is not None]
+            detail = (
+                f"nodes {'/'.join(map(str, nodes))}, epochs {'/'.join(map(str, epochs))}, "
+                f"stage seconds {'/'.join(seconds_per_stage)}"
+            )
         else:
             segments, retries = output
             detail = f"{len(np.unique(segments))} segments" + (f", {retries} failed ARPACK tries" if retries else "")

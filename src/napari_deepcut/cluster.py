@@ -96,13 +96,18 @@ def node_inputs(graph: Graph, position_weight: float) -> np.ndarray:
 
 def graph_affinity(graph: Graph, settings: Settings, device: torch.device) -> losses.Affinity:
     """:func:`~napari_deepcut.graph.affinity_matrix` as a torch operator on ``device``."""
-    W = affinity_matrix(graph, settings.long_range_weight).tocoo()
-    index = torch.from_numpy(np.stack([W.row, W.col]).astype(np.int64))
-    values = torch.from_numpy(W.data.astype(np.float32))
-    local = torch.sparse_coo_tensor(index, values, W.shape, check_invariants=False).coalesce()
+    W = affinity_matrix(graph, settings.long_range_weight)
+    W.sum_duplicates()  # canonical CSR (sorted indices), as torch expects; a no-op when it is
+    # 32-bit indices make the CPU's product ~1.5x faster (less memory to stream through)
+    index = np.int32 if device.type == "cpu" and W.nnz < 2**31 else np.int64
     with warnings.catch_warnings():  # "CSR support is in beta": matrix products are all we use
         warnings.simplefilter("ignore", UserWarning)
-        local = local.to(device).to_sparse_csr()
+        local = torch.sparse_csr_tensor(
+            torch.from_numpy(W.indptr.astype(index)),
+            torch.from_numpy(W.indices.astype(index)),
+            torch.from_numpy(W.data.astype(np.float32)),
+            W.shape,
+        ).to(device)
     return losses.Affinity(local=local)
 
 

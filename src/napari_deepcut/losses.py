@@ -26,6 +26,37 @@ class _SymmetricSparseProduct(torch.autograd.Function):
         return None, ctx.W @ grad
 
 
+class _WithinCluster(torch.autograd.Function):
+    r"""The weight inside each cluster, :math:`q_c = s_c^T W s_c`, for :math:`W = a W_{local} + b Z Z^T`.
+
+    Forward: :math:`q_c = a\, s_c^T (W_{local} s_c) + b \|Z^T s_c\|^2`. W is symmetric, so
+    :math:`\partial q_c / \partial s_c = 2 W s_c`, and the backward reuses the forward's products:
+    one product with :math:`W_{local}` and one pass over Z each way per step, half of what
+    autograd does with ``(S * (W @ S)).sum(0)``.
+    """
+
+    @staticmethod
+    def forward(ctx, S: torch.Tensor, W: Affinity) -> torch.Tensor:
+        ctx.W, ctx.local, ctx.projected = W, None, None
+        q = 0.0
+        if W.local is not None:
+            ctx.local = W.local @ S  # W_local S
+            q = W.local_scale * (S * ctx.local).sum(0)
+        if W.factors is not None:
+            ctx.projected = W.factors.T @ S  # Z^T S, D x k
+            q = q + W.factor_scale * ctx.projected.square().sum(0)
+        return q
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        W, product = ctx.W, 0.0
+        if ctx.local is not None:
+            product = W.local_scale * ctx.local
+        if ctx.projected is not None:
+            product = product + W.factor_scale * (W.factors @ ctx.projected)
+        return 2.0 * product * grad, None
+
+
 class Affinity:
     r"""The affinity matrix of a graph as an operator, :math:`W = a\,W_{local} + b\,Z Z^T`.
 
@@ -55,6 +86,11 @@ class Affinity:
             out = out + self.factor_scale * (self.factors @ (self.factors.T @ S))
         return out
 
+    def within(self, S: torch.Tensor) -> torch.Tensor:
+        r""":math:`s_c^T W s_c` for every column c of S (shape (k,)): ``(S * (W @ S)).sum(0)`` at
+        half the cost of its gradient."""
+        return _WithinCluster.apply(S, self)
+
 
 def _orthogonality(S: torch.Tensor) -> torch.Tensor:
     r""":math:`\| S^T S / \|S^T S\|_F - I_k / \sqrt{k} \|_F`: 0 for crisp clusters of equal size."""
@@ -80,7 +116,7 @@ def ncut_loss(S: torch.Tensor, W: Affinity) -> torch.Tensor:
     smeared cluster scores 1, the worst value.
     """
     k = S.shape[1]
-    within = (S * (W @ S)).sum(0)  # s_c^T W s_c
+    within = W.within(S)  # s_c^T W s_c
     volume = W.degree @ S  # d^T s_c
     return 1.0 - (within / volume.clamp_min(1e-12)).sum() / k
 
@@ -98,7 +134,7 @@ def mincut_loss(S: torch.Tensor, W: Affinity) -> torch.Tensor:
     straight cut through a uniform region can score better than an object's true boundary, which
     is why :func:`ncut_loss` is the default.
     """
-    cut = -(S * (W @ S)).sum() / (W.degree * (S * S).sum(1)).sum().clamp_min(1e-12)
+    cut = -W.within(S).sum() / (W.degree * (S * S).sum(1)).sum().clamp_min(1e-12)
     return cut + _orthogonality(S)
 
 
@@ -116,7 +152,7 @@ def correlation_clustering_loss(S: torch.Tensor, W: Affinity, shift: float) -> t
     given: ``k`` is only an upper bound and unused clusters stay empty ("K-less").
     """
     n = S.shape[0]
-    return -((S * (W @ S)).sum() - shift * S.sum(0).square().sum()) / (n * n)
+    return -(W.within(S).sum() - shift * S.sum(0).square().sum()) / (n * n)
 
 
 def modularity_loss(S: torch.Tensor, W: Affinity, collapse_weight: float = 0.1) -> torch.Tensor:
@@ -132,6 +168,6 @@ def modularity_loss(S: torch.Tensor, W: Affinity, collapse_weight: float = 0.1) 
     """
     n, k = S.shape
     two_m = W.degree.sum().clamp_min(1e-12)
-    modularity = ((S * (W @ S)).sum() - (S.T @ W.degree).square().sum() / two_m) / two_m
+    modularity = (W.within(S).sum() - (S.T @ W.degree).square().sum() / two_m) / two_m
     collapse = math.sqrt(k) / n * torch.linalg.vector_norm(S.sum(0)) - 1.0
     return -modularity + collapse_weight * collapse

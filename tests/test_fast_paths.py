@@ -1,0 +1,171 @@
+"""The engine's fast paths give what the plain computation gives: SLIC at a reduced working
+resolution, the blocked network with its hand-written backward, the clusters' inner weight with
+its gradient from the forward's products, sort-based unique."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from napari_deepcut import graph
+from napari_deepcut.gnn import ClusterNet, _ClusterMLP
+from napari_deepcut.image import prepare_image
+from napari_deepcut.losses import Affinity
+
+# --- SLIC working resolution ---------------------------------------------------------------------
+
+
+def test_slic_factors_follow_pixels_per_superpixel():
+    assert graph.slic_factors((512, 512), (1.0, 1.0), 1000) == (1, 1)  # 262 pixels per superpixel
+    assert graph.slic_factors((2048, 2048), (1.0, 1.0), 1000) == (2, 2)  # 4194 -> 1049
+    assert graph.slic_factors((2048, 2048), (1.0, 1.0), 100) == (9, 9)  # 41943 -> 518
+    assert graph.slic_factors((2048, 2048), (1.0, 1.0), 1000, np.inf) == (1, 1)
+    # coarse axes are reduced less: blocks about as long along every axis in physical units
+    assert graph.slic_factors((64, 512, 512), (4.0, 1.0, 1.0), 1000) == (1, 5, 5)
+    assert graph.slic_factors((256, 256, 256), (1.0, 1.0, 1.0), 1000) == (3, 3, 3)
+    assert graph.slic_factors((4, 4000), (1.0, 1.0), 2) == (2, 8)  # at most half an axis
+
+
+def test_block_mean_averages_partial_blocks_too():
+    data = np.random.default_rng(0).random((7, 5, 2)).astype(np.float32)
+    small = graph._block_mean(data, (2, 3))
+    assert small.shape == (4, 2, 2)
+    for i in range(4):
+        for j in range(2):
+            block = data[2 * i : 2 * i + 2, 3 * j : 3 * j + 3]
+            assert np.allclose(small[i, j], block.reshape(-1, 2).mean(0), atol=1e-6)
+
+
+def _large_disk(shape=(480, 480)):
+    rng = np.random.default_rng(0)
+    yy, xx = np.indices(shape)
+    truth = (yy - 230) ** 2 + (xx - 250) ** 2 < 130**2
+    image = np.where(truth[..., None], [200, 70, 50], [40, 110, 190]) + rng.normal(0, 12, (*shape, 3))
+    return np.clip(image, 0, 255).astype(np.uint8), truth
+
+
+def _ceiling(labels, truth) -> float:
+    """IoU of the best foreground made of whole superpixels."""
+    inside = np.bincount(labels[labels >= 0], weights=truth[labels >= 0])
+    size = np.bincount(labels[labels >= 0])
+    best = np.append(inside * 2 > size, False)[labels]
+    return (best & truth).sum() / (best | truth).sum()
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_superpixels_at_reduced_resolution_match_full_resolution(masked):
+    image, truth = _large_disk()
+    prepared = prepare_image(image)
+    mask = None
+    if masked:
+        mask = np.zeros(truth.shape, bool)
+        mask[60:420, 40:440] = True
+    assert graph.slic_factors(truth.shape, (1.0, 1.0), 40) == (3, 3)
+    reduced = graph.superpixel_labels(prepared, 40, mask=mask)
+    full = graph.superpixel_labels(prepared, 40, mask=mask, min_pixels=np.inf)
+    assert reduced.shape == truth.shape and reduced.dtype == np.int64
+    n = reduced.max() + 1
+    assert np.array_equal(np.unique(reduced[reduced >= 0]), np.arange(n))  # consecutive
+    assert abs(n - (full.max() + 1)) <= 0.2 * n
+    if masked:
+        assert np.array_equal(reduced >= 0, mask)
+    else:  # SLIC's connectivity survives the upsampling
+        assert all(ndimage.label(reduced == i)[1] == 1 for i in range(n))
+    assert _ceiling(reduced, truth) >= _ceiling(full, truth) - 0.01
+
+
+# --- the network -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n, k, d", [(7, 2, 3), (5000, 4, 1)])
+def test_blocked_network_matches_autograd(n, k, d):
+    torch.manual_seed(0)
+    net = ClusterNet(d, k)
+    plain = copy.deepcopy(net)
+    x, upstream = torch.randn(n, d), torch.randn(n, k)
+    S = net(x)  # 5000 rows: three blocks, the last one partial
+    (S * upstream).sum().backward()
+    S_plain = torch.softmax(plain.mlp(plain.conv(x)), -1)
+    (S_plain * upstream).sum().backward()
+    assert torch.allclose(S, S_plain, atol=1e-6)
+    for p, q in zip(net.parameters(), plain.parameters()):
+        assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-5 * q.grad.abs().max().item())
+
+
+def test_blocked_network_gradient_is_exact():
+    torch.manual_seed(0)
+    net = ClusterNet(3, 3, 8, 5).double()
+    x = torch.randn(40, 3, dtype=torch.double, requires_grad=True)
+
+    def run(x, *weights):  # blocks of 16 rows; fresh activation buffers for every evaluation
+        buffers = torch.empty(40, 8, dtype=torch.double), torch.empty(40, 5, dtype=torch.double)
+        return _ClusterMLP.apply(x, 16, 1, *buffers, *weights)
+
+    assert torch.autograd.gradcheck(run, (x, *net.parameters()), fast_mode=True)
+
+
+def test_blocked_network_on_several_threads_matches_one_thread():
+    torch.manual_seed(0)
+    start = ClusterNet(3, 2)
+    x, upstream = torch.randn(9000, 3), torch.randn(9000, 2)  # 5 blocks of 2048 rows
+    before = torch.get_num_threads()
+    runs = []
+    for threads in (1, 3):
+        net = copy.deepcopy(start)
+        torch.set_num_threads(threads)
+        try:
+            S = net(x)
+            (S * upstream).sum().backward()
+        finally:
+            torch.set_num_threads(before)
+        runs.append((S.detach(), [p.grad for p in net.parameters()]))
+    (S1, grads1), (S3, grads3) = runs
+    assert torch.equal(S1, S3)  # every row is computed alike, whichever thread runs it
+    for p, q in zip(grads1, grads3):
+        assert torch.allclose(p, q, rtol=1e-5, atol=1e-6 * q.abs().max().item())
+
+
+def test_a_second_call_before_backward_is_an_error_not_a_wrong_gradient():
+    net = ClusterNet(3, 2)
+    first = net(torch.randn(50, 3))
+    net(torch.randn(50, 3))  # overwrites the shared activation buffers
+    with pytest.raises(RuntimeError, match="inplace"):
+        first.sum().backward()
+
+
+# --- losses ------------------------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+@pytest.mark.parametrize("parts", ["local", "factors", "both"])
+def test_within_cluster_weight_and_gradient_match_autograd(parts):
+    rng = np.random.default_rng(0)
+    n, k = 300, 3
+    i, j = rng.integers(0, n, (2, 2000))
+    dense = np.zeros((n, n), np.float32)
+    dense[i, j] = dense[j, i] = rng.random(2000).astype(np.float32)
+    local = torch.from_numpy(dense).to_sparse_csr() if parts != "factors" else None
+    factors = torch.from_numpy(rng.normal(size=(n, 16)).astype(np.float32)) if parts != "local" else None
+    W = Affinity(local=local, factors=factors, local_scale=0.7, factor_scale=0.2)
+    weights = torch.tensor([1.0, -2.0, 0.5])
+    S = torch.softmax(torch.from_numpy(rng.normal(size=(n, k)).astype(np.float32)), 1).requires_grad_()
+    (W.within(S) * weights).sum().backward()
+    fast = S.grad.clone()
+    S.grad = None
+    plain = (S * (W @ S)).sum(0)
+    (plain * weights).sum().backward()
+    assert torch.allclose(W.within(S.detach()), plain.detach(), rtol=1e-5)
+    assert torch.allclose(fast, S.grad, rtol=1e-4, atol=1e-5 * S.grad.abs().max().item())
+
+
+# --- edges -------------------------------------------------------------------------------------
+
+
+def test_unique_by_sorting_matches_numpy():
+    keys = np.random.default_rng(0).integers(0, 1000, 5000)
+    assert np.array_equal(graph._unique(keys), np.unique(keys))
+    assert graph._unique(np.empty(0, np.int64)).size == 0
