@@ -3,7 +3,7 @@
 Run it under a display (on a headless machine: ``xvfb-run -a python scripts/screenshot.py``).
 The viewer must be shown for the screenshot to hold anything but black.
 
-Usage: ``python scripts/screenshot.py [--sample chelsea] [--parts 3] [--output docs/screenshot.png]``
+Usage: ``python scripts/screenshot.py [--sample immunohistochemistry] [--parts 3] [--output docs/screenshot.png]``
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def save_png(rgb: np.ndarray, path: Path, max_bytes: int = 480_000) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sample", default="chelsea", help="sample key of the plugin (default chelsea)")
+    parser.add_argument("--sample", default="immunohistochemistry", help="sample key of the plugin (default immunohistochemistry)")
     parser.add_argument("--parts", type=int, default=3, help="number of parts (default 3)")
     parser.add_argument("--output", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "screenshot.png")
     parser.add_argument("--width", type=int, default=1400)

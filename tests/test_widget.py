@@ -356,3 +356,24 @@ def test_unique_layer_names(make_napari_viewer):
     viewer.add_labels(np.zeros((4, 4), np.uint8), name="a foreground")
     viewer.add_labels(np.zeros((4, 4), np.uint8), name="a foreground [2]")
     assert unique_layer_name(viewer, "a foreground") == "a foreground [3]"
+
+
+@needs_display
+def test_training_after_napari_opened_its_window_does_not_crash():
+    """With napari's OpenGL loaded first, torch's lazy import of triton (via torch._dynamo, on the
+    first optimiser step) crashed the process on CPU-only machines; the plugin prevents it."""
+    import subprocess
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import numpy as np, napari
+        viewer = napari.Viewer(show=False)
+        viewer.add_image(np.random.rand(32, 32))
+        from napari_deepcut import _widget, segment
+        segment(np.random.rand(32, 32), epochs=2)
+        print("trained")
+        """
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and "trained" in run.stdout, run.stderr[-2000:]

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import threading
 import time
 import warnings
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import torch
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
@@ -49,6 +51,13 @@ from .graph import build_graph
 from .image import prepare_image
 from .pipeline import foreground_stage, parts_stage, run_metadata
 from .settings import Settings, fields, from_kwargs
+
+# torch's optimisers import torch._dynamo on first use, which imports triton when it is installed
+# (it comes with torch's CUDA wheels). Loaded after napari's OpenGL (Mesa's LLVM), triton's own
+# LLVM crashed the process (torch 2.14, Linux). Triton only serves GPUs: without one, torch is told
+# it is absent.
+if not torch.cuda.is_available() and "triton" not in sys.modules:
+    sys.modules["triton"] = None
 
 #: Settings shown without opening "Advanced settings".
 MAIN_SETTINGS = ("nodes", "n_segments", "downsample", "compactness", "epochs", "seed", "device")
