@@ -323,11 +323,7 @@ def test_volume_with_anisotropic_spacing(nodes):
     zz, yy, xx = np.indices((16, 40, 40))
     truth = ((zz - 8) * 2.0) ** 2 + (yy - 20) ** 2 + (xx - 20) ** 2 < 11**2
     volume = (truth * 0.6 + 0.2 + rng.normal(0, 0.05, truth.shape)).astype(np.float32)
-    # SLIC's small 3D supervoxels follow intensity edges only at low compactness, unsmoothed
-    result = segment(
-        volume, spacing=(2.0, 1.0, 1.0), nodes=nodes, n_segments=500, compactness=0.1,
-        smoothing=0.0, epochs=150,
-    )
+    result = segment(volume, spacing=(2.0, 1.0, 1.0), nodes=nodes, n_segments=500, epochs=150)
     assert result.foreground.shape == volume.shape
     assert iou(result.foreground, truth) >= 0.9
 

@@ -15,7 +15,6 @@ from functools import cached_property
 import numpy as np
 import scipy.sparse as sp
 from scipy import ndimage
-from skimage.color import rgb2lab
 from skimage.segmentation import slic
 
 from .image import PreparedImage
@@ -169,8 +168,9 @@ def superpixel_labels(
 ) -> np.ndarray:
     """SLIC superpixels (Achanta et al. 2012) as a node label image.
 
-    Colour distance is measured in CIE Lab for RGB images and on intensities scaled to [0, 100]
-    (the range of Lab's L) otherwise, so one ``compactness`` suits both.
+    Colour distance is measured in CIE Lab for RGB images and on intensities otherwise, with
+    ``compactness`` read on the scale of Lab's L (intensities 0-1 count as 0-100), so one value
+    suits both.
 
     On large images SLIC runs on block means of the image (:func:`slic_factors`: blocks such that a
     superpixel still covers at least ``min_pixels`` pixels there; ``np.inf`` = always full
@@ -181,9 +181,11 @@ def superpixel_labels(
     -------
     ndarray of int64, the image's spatial shape: superpixel 0..n-1, -1 outside ``mask``.
     """
-    data = image.data if image.rgb else image.data * 100.0
+    # SLIC rescales its input to [0, 1] first; RGB is then converted to Lab (L in [0, 100]), other
+    # channels stay in [0, 1], so their compactness is scaled by 1 / 100 to mean the same.
+    data = image.data
     options = dict(
-        compactness=compactness,
+        compactness=compactness if image.rgb else compactness / 100.0,
         sigma=smoothing,
         spacing=np.asarray(image.spacing) / min(image.spacing),
         convert2lab=image.rgb,
@@ -290,9 +292,7 @@ def region_adjacency(labels: np.ndarray, connectivity: int = 1) -> np.ndarray:
 
 def colour_maps(image: PreparedImage) -> np.ndarray:
     """Per-pixel colour features ``(*spatial, C)``: CIE Lab / 100 for RGB, else the intensities."""
-    if image.rgb:
-        return (rgb2lab(image.data, channel_axis=-1) / 100.0).astype(np.float32)
-    return image.data
+    return image.colour
 
 
 def texture_maps(colour: np.ndarray, rgb: bool) -> np.ndarray:

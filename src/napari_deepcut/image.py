@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -37,6 +38,16 @@ class PreparedImage:
     @property
     def ndim(self) -> int:
         return self.data.ndim - 1
+
+    @cached_property
+    def colour(self) -> np.ndarray:
+        """Per-pixel colour ``(*spatial, C)``, float32: CIE Lab / 100 for RGB (computed once, on
+        first use: node features and edge refinement of both stages share it), else ``data``."""
+        if not self.rgb:
+            return self.data
+        from skimage.color import rgb2lab
+
+        return (rgb2lab(self.data, channel_axis=-1) / 100.0).astype(np.float32)
 
 
 def _percentile_rescale(channel: np.ndarray, low: float = 1.0, high: float = 99.8) -> np.ndarray:
