@@ -149,8 +149,8 @@ def test_demo_headless_writes_results(tmp_path, capsys):
     for name in ("demo_foreground.tif", "demo_parts.tif", "demo_overlay.png"):
         assert (out / name).exists() and name in printed
     foreground = tifffile.imread(out / "demo_foreground.tif")
-    assert foreground.shape == (400, 600) and foreground.dtype == np.uint8
-    assert iio.imread(out / "demo_overlay.png").shape == (400, 600, 3)
+    assert foreground.shape == (512, 512) and foreground.dtype == np.uint8  # immunohistochemistry
+    assert iio.imread(out / "demo_overlay.png").shape == (512, 512, 3)
 
 
 def test_compare_writes_a_figure(tmp_path, capsys):

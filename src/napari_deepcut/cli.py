@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo",
         help="open napari with a sample image and the plugin (or --headless: write results)",
-        description="Open napari with the coffee sample and the plugin's widgets docked. With "
+        description="Open napari with the immunohistochemistry sample and the plugin's widgets docked. With "
         "--headless: segment the sample (foreground, then 4 parts) and write demo_foreground.tif, "
         "demo_parts.tif and demo_overlay.png.",
     )
@@ -253,15 +253,16 @@ def run_segment(args, parser) -> int:
 
 
 def sample_image():
-    """The demo image: the plugin's coffee sample (scikit-image's ``data.coffee``, no download)."""
+    """The demo image: the plugin's immunohistochemistry sample (scikit-image's
+    ``data.immunohistochemistry``, a stained tissue section; no download)."""
     try:
-        from .samples import coffee
+        from .samples import immunohistochemistry
 
-        return coffee()[0][0]
+        return immunohistochemistry()[0][0]
     except Exception:  # the samples module is optional here
         from skimage import data
 
-        return data.coffee()
+        return data.immunohistochemistry()
 
 
 def run_demo(args, parser) -> int:
@@ -275,7 +276,7 @@ def run_demo(args, parser) -> int:
             print("error: the demo window needs napari: pip install 'napari-deepcut[gui]' (or use --headless)", file=sys.stderr)
             return 1
         viewer = napari.Viewer(title="napari-deepcut demo")
-        viewer.add_image(image, name="coffee", rgb=True)
+        viewer.add_image(image, name="immunohistochemistry", rgb=True)
         for widget in ("Foreground / background", "Parts"):
             try:
                 viewer.window.add_plugin_dock_widget("napari-deepcut", widget)
@@ -301,7 +302,7 @@ def run_demo(args, parser) -> int:
     write_json(out / "demo_settings.json", result.metadata() | {"parts": args.parts})
     n_parts = int(result.parts.max()) if result.parts is not None else 0
     print(
-        f"segmented the coffee sample ({image.shape[1]} x {image.shape[0]}) in {seconds:.1f} s: "
+        f"segmented the immunohistochemistry sample ({image.shape[1]} x {image.shape[0]}) in {seconds:.1f} s: "
         f"{100 * result.foreground.mean():.0f} % foreground, {n_parts} parts\n"
         f"wrote {out / 'demo_foreground.tif'}\n      {out / 'demo_parts.tif'}\n"
         f"      {out / 'demo_overlay.png'}\n      {out / 'demo_settings.json'}"
