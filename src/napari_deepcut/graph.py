@@ -290,13 +290,8 @@ def region_adjacency(labels: np.ndarray, connectivity: int = 1) -> np.ndarray:
 # --- features ----------------------------------------------------------------------------------
 
 
-def colour_maps(image: PreparedImage) -> np.ndarray:
-    """Per-pixel colour features ``(*spatial, C)``: CIE Lab / 100 for RGB, else the intensities."""
-    return image.colour
-
-
 def texture_maps(colour: np.ndarray, rgb: bool) -> np.ndarray:
-    """Per-pixel texture and edge responses ``(*spatial, F)`` of the :func:`colour_maps`
+    """Per-pixel texture and edge responses ``(*spatial, F)`` of the colour maps (:attr:`PreparedImage.colour`)
     (scikit-image's ``multiscale_basic_features``: Gaussian-smoothed gradient magnitude and Hessian
     eigenvalues at sigmas 1..8 px, of the luminance L for RGB, else of each channel), each scaled to
     unit standard deviation."""
@@ -318,7 +313,7 @@ def texture_maps(colour: np.ndarray, rgb: bool) -> np.ndarray:
 
 def feature_maps(image: PreparedImage, kind: str) -> np.ndarray:
     """Per-pixel features of the requested ``kind`` (``"colour"`` or ``"texture"``)."""
-    colour = colour_maps(image)
+    colour = image.colour
     if kind == "colour":
         return colour
     if kind == "texture":
