@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from napari_deepcut import SegmentationCancelled, segment, segment_parts
-from napari_deepcut.baselines import spectral_ncut
+from napari_deepcut.baselines import eigengap_clusters, spectral_ncut
 from napari_deepcut.graph import (
     affinity_factors,
     affinity_weights,
@@ -410,6 +410,26 @@ def test_progress_and_cancel_hooks():
     with pytest.raises(SegmentationCancelled):
         segment(image, cancel=lambda: calls.append(1) or len(calls) > 3, **FAST)
     assert len(calls) == 4
+
+
+def test_cancel_reaches_the_eigengap_solver():
+    # parts="auto" with a cut loss finds k by the eigengap first; on graphs of over 3000 nodes that
+    # is an iterative solver, which must stop at the next product once cancel() is True
+    image, _ = two_region(shape=(80, 80))
+    graph = build_graph(prepare_image(image), Settings(nodes="pixels", downsample=1))
+    assert graph.n_nodes > 3000
+    calls = []
+    with pytest.raises(SegmentationCancelled, match="number of clusters"):
+        eigengap_clusters(graph, 4, cancel=lambda: calls.append(1) or len(calls) > 2)
+    assert len(calls) == 3
+    with pytest.raises(SegmentationCancelled):
+        spectral_ncut(graph, 4, find_k=True, cancel=lambda: True)
+    with pytest.raises(SegmentationCancelled, match="number of clusters"):
+        calls.clear()  # the first check (before training) passes, the solver's first product stops
+        everything = np.ones(image.shape[:2], bool)
+        cancel = lambda: calls.append(1) or len(calls) > 1  # noqa: E731
+        segment_parts(image, everything, parts="auto", nodes="pixels", downsample=1, cancel=cancel)
+    assert eigengap_clusters(graph, 4, cancel=lambda: False) == eigengap_clusters(graph, 4)
 
 
 def test_pixel_mode_full_resolution_runs_sparse():

@@ -6,15 +6,16 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.cluster.vq import kmeans2
 from scipy.linalg import eigh
-from scipy.sparse.linalg import lobpcg
+from scipy.sparse.linalg import LinearOperator, lobpcg
 
-from .cluster import Clustering
+from .cluster import Clustering, SegmentationCancelled
 from .graph import Graph, affinity_matrix
 
 
-def _leading_eigenpairs(graph: Graph, count: int, long_range_weight: float, rng) -> tuple:
+def _leading_eigenpairs(graph: Graph, count: int, long_range_weight: float, rng, cancel=None) -> tuple:
     r"""The ``count`` largest eigenvalues (decreasing) and eigenvectors of
-    :math:`D^{-1/2} W D^{-1/2}`, W the graph's affinity matrix."""
+    :math:`D^{-1/2} W D^{-1/2}`, W the graph's affinity matrix. ``cancel()`` returning True stops
+    the iterative solver at its next product (:class:`~napari_deepcut.cluster.SegmentationCancelled`)."""
     n = graph.n_nodes
     W = affinity_matrix(graph, long_range_weight)
     scale = sp.diags(1.0 / np.sqrt(np.asarray(W.sum(1)).ravel() + 1e-12))
@@ -23,9 +24,19 @@ def _leading_eigenpairs(graph: Graph, count: int, long_range_weight: float, rng)
     if n <= 3000:
         values, vectors = eigh(M.toarray(), subset_by_index=[n - count, n - 1])
     else:  # LOBPCG copes with the repeated eigenvalue 1 of graphs with several components
-        values, vectors = lobpcg(M, rng.standard_normal((n, count)), largest=True, tol=1e-5, maxiter=500)
+        operator = M
+        if cancel is not None:  # checked at every product, so a GUI's Cancel stops it within ms
+            product = lambda X: _product(M, X, cancel)  # noqa: E731
+            operator = LinearOperator(M.shape, matvec=product, matmat=product, dtype=M.dtype)
+        values, vectors = lobpcg(operator, rng.standard_normal((n, count)), largest=True, tol=1e-5, maxiter=500)
     order = np.argsort(values)[::-1]
     return values[order], vectors[:, order]
+
+
+def _product(M, X, cancel):
+    if cancel():
+        raise SegmentationCancelled("cancelled while finding the number of clusters")
+    return M @ X
 
 
 def _largest_gap(values: np.ndarray, max_k: int) -> int:
@@ -36,15 +47,17 @@ def _largest_gap(values: np.ndarray, max_k: int) -> int:
     return int(np.argmax(values[1:-1] - values[2:])) + 2
 
 
-def eigengap_clusters(graph: Graph, max_k: int, long_range_weight: float = 0.0, seed: int = 0) -> int:
+def eigengap_clusters(
+    graph: Graph, max_k: int, long_range_weight: float = 0.0, seed: int = 0, cancel=None
+) -> int:
     r"""The number of clusters of a graph by the eigengap heuristic (von Luxburg 2007).
 
     With :math:`\lambda_1 \ge \lambda_2 \ge \dots` the eigenvalues of
     :math:`D^{-1/2} W D^{-1/2}` (W the affinity matrix every clustering sees),
     :math:`k = \arg\max_{2 \le k \le K} (\lambda_k - \lambda_{k+1})`: k well-separated groups give k
-    eigenvalues near 1 and a drop after them.
+    eigenvalues near 1 and a drop after them. ``cancel``: see :func:`_leading_eigenpairs`.
     """
-    values, _ = _leading_eigenpairs(graph, max_k + 1, long_range_weight, np.random.default_rng(seed))
+    values, _ = _leading_eigenpairs(graph, max_k + 1, long_range_weight, np.random.default_rng(seed), cancel)
     return _largest_gap(values, max_k)
 
 
@@ -54,6 +67,7 @@ def spectral_ncut(
     seed: int = 0,
     long_range_weight: float = 0.0,
     find_k: bool = False,
+    cancel=None,
 ) -> Clustering:
     r"""Spectral normalized cut (Shi & Malik 2000; Ng, Jordan & Weiss 2002) on the graph's affinities.
 
@@ -62,7 +76,8 @@ def spectral_ncut(
     :math:`D^{-1/2} W D^{-1/2}` (the k smallest of the normalised
     Laplacian :math:`I - D^{-1/2} W D^{-1/2}`) embed the nodes; their rows, scaled to unit length,
     are grouped by k-means. With ``find_k``, ``n_clusters`` is an upper bound and k comes from the
-    same eigenvalues by the eigengap (:func:`eigengap_clusters`).
+    same eigenvalues by the eigengap (:func:`eigengap_clusters`). ``cancel``: see
+    :func:`_leading_eigenpairs`.
 
     Returns
     -------
@@ -70,7 +85,8 @@ def spectral_ncut(
         Hard assignments (one-hot ``assignments``, ``n_clusters`` columns), no loss history.
     """
     rng = np.random.default_rng(seed)
-    values, U = _leading_eigenpairs(graph, n_clusters + 1 if find_k else n_clusters, long_range_weight, rng)
+    count = n_clusters + 1 if find_k else n_clusters
+    values, U = _leading_eigenpairs(graph, count, long_range_weight, rng, cancel)
     k = _largest_gap(values, n_clusters) if find_k else n_clusters
     U = U[:, :k]
     U = U / np.maximum(np.linalg.norm(U, axis=1, keepdims=True), 1e-12)

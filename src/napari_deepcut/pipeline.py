@@ -106,9 +106,9 @@ def _cluster(
     if cancel is not None and cancel():  # graph building can take a while on large images
         raise SegmentationCancelled(f"cancelled before {stage} training")
     if settings.clustering == "spectral":
-        return spectral_ncut(graph, k, settings.seed, settings.long_range_weight, find_k=find_k)
+        return spectral_ncut(graph, k, settings.seed, settings.long_range_weight, find_k, cancel)
     if find_k and loss not in K_LESS_LOSSES:
-        k = eigengap_clusters(graph, k, settings.long_range_weight, settings.seed)
+        k = eigengap_clusters(graph, k, settings.long_range_weight, settings.seed, cancel)
     runs = [
         train_clustering(
             graph, k, settings.replace(seed=settings.seed + r), loss, stage, progress, cancel
