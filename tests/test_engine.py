@@ -198,8 +198,13 @@ def test_boundary_foreground_rule():
     assert boundary_foreground([400, 300, 300], [0, 40, 36]).tolist() == [True, False, False]
     # evenly spread nuclei: both touch the border in proportion to their area; the sparse one wins
     assert boundary_foreground([900, 100], [90, 10]).tolist() == [False, True]
-    # several foreground clusters below the largest gap, empty clusters ignored
+    # several foreground clusters on the low side of the split, empty clusters ignored
     assert boundary_foreground([50, 60, 0, 890], [0, 1, 0, 99]).tolist() == [True, True, False, False]
+    # a sliver off the border (a nucleus's rim) does not pull the split down to itself: nuclei
+    # touching the border (score 0.48) still go with it, the background (0.88) does not
+    assert boundary_foreground([3, 262, 735], [0, 246, 754]).tolist() == [True, True, False]
+    # ties: the smaller segment is foreground
+    assert boundary_foreground([400, 100], [20, 10]).tolist() == [False, True]
     assert not boundary_foreground([100], [10]).any()  # one segment: no foreground
 
 

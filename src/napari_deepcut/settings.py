@@ -113,7 +113,7 @@ class Settings:
     affinity_sigma: float = _setting(
         0.0,
         "Affinity scale sigma in w_ij = exp(-|c_i - c_j|^2 / sigma); 0 = automatic "
-        "(the mean squared feature distance between two nodes).",
+        "(the mean squared distance of the nodes' features to their mean).",
         min=0.0,
     )
     feature_neighbours: int = _setting(
