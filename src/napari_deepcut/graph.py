@@ -375,16 +375,13 @@ def feature_neighbours(features: np.ndarray, k: int) -> np.ndarray:
 
 
 def automatic_sigma(features: np.ndarray) -> float:
-    """The mean squared distance of the nodes' features to their mean,
-    ``sigma = mean_i |c_i - mean(c)|^2 = sum_f Var(c_f)`` (1 when all features are equal): half
-    the mean squared distance between two nodes drawn at random.
+    """The mean squared distance between the features of two nodes drawn at random,
+    ``sigma = mean_{i,j} |c_i - c_j|^2 = 2 sum_f Var(c_f)`` (1 when all features are equal).
 
-    A typical pair of nodes then has affinity ``exp(-2)``, nodes alike in colour approach 1 and the
-    most different approach 0, whatever the image's units or contrast. (Twice this scale, the mean
-    pair distance, merged clusters: foreground mIoU 0.445 / 0.718 on the horse / nuclei-dev
-    development sets against 0.500 / 0.749 with this one, see benchmarks/RESULTS.md.)
+    With this scale a typical pair of nodes has affinity ``exp(-1)``, nodes alike in colour
+    approach 1 and the most different approach 0, whatever the image's units or contrast.
     """
-    sigma = float(features.astype(np.float64).var(0).sum())
+    sigma = 2.0 * float(features.astype(np.float64).var(0).sum())
     return sigma if sigma > 1e-12 else 1.0
 
 

@@ -113,7 +113,7 @@ class Settings:
     affinity_sigma: float = _setting(
         0.0,
         "Affinity scale sigma in w_ij = exp(-|c_i - c_j|^2 / sigma); 0 = automatic "
-        "(the mean squared distance of the nodes' features to their mean).",
+        "(the mean squared feature distance between two nodes).",
         min=0.0,
     )
     feature_neighbours: int = _setting(
@@ -150,7 +150,7 @@ class Settings:
         choices=LOSSES,
     )
     cc_shift: float = _setting(
-        0.5,
+        0.7,
         "Correlation clustering (both stages): affinities below this value become repulsive "
         "(w - shift < 0).",
         min=0.0,
@@ -166,7 +166,7 @@ class Settings:
         choices=CLUSTERINGS,
     )
     epochs: int = _setting(300, "Maximum training epochs per stage.", min=1, max=100_000)
-    learning_rate: float = _setting(0.01, "AdamW learning rate.", min=1e-6, max=1.0)
+    learning_rate: float = _setting(0.03, "AdamW learning rate.", min=1e-6, max=1.0)
     conv_hidden: int = _setting(64, "Width of the graph convolution layer.", min=2, max=4096)
     mlp_hidden: int = _setting(32, "Width of the MLP hidden layer.", min=2, max=4096)
     patience: int = _setting(
