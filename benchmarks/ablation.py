@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_deepcut import evaluate
+from napari_deepcut import evaluate, pipeline
 from napari_deepcut.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,6 +24,8 @@ VARIANTS = [
     ("defaults (GNN, correlation clustering into <= 8 clusters, frame trimming, edge refinement)", {}),
     ("- edge refinement", {"refine": False}),
     ("- frame trimming", {"trim_frame": False}),
+    ("border scores split at their largest gap (not Otsu's split by area)", {"split": "gap"}),
+    ("correlation clustering shift 0.5 (not 0.7)", {"cc_shift": 0.5}),
     ("classical spectral N-cut, same graph (eigengap k <= 8)", {"clustering": "spectral"}),
     ("classical spectral N-cut, same graph, - edge refinement", {"clustering": "spectral", "refine": False}),
     ("direct 2-way cut: relaxed N-cut, k = 2", {"foreground_loss": "ncut", "foreground_clusters": 2}),
@@ -36,6 +38,19 @@ VARIANTS = [
     ("+ keep largest component", {"keep_largest": True}),
     ("+ fill holes", {"fill_holes": True}),
 ]
+
+
+def largest_gap_foreground(area, border):
+    """The former side rule: border scores sorted and split at the largest gap between two."""
+    area, border = np.asarray(area, float), np.asarray(border, float)
+    present = np.flatnonzero(area > 0)
+    foreground = np.zeros(len(area), bool)
+    if len(present) < 2:
+        return foreground
+    score = (border[present] / max(border.sum(), 1.0)) / np.sqrt(area[present] / area.sum())
+    order = np.lexsort((area[present], score))
+    foreground[present[order[: int(np.argmax(np.diff(score[order]))) + 1]]] = True
+    return foreground
 
 
 def main() -> None:
@@ -54,6 +69,9 @@ def main() -> None:
     for label, change in VARIANTS:
         if words and not any(word in label for word in words):
             continue
+        change = dict(change)
+        rule = {"gap": largest_gap_foreground}.get(change.pop("split", None), pipeline.boundary_foreground)
+        pipeline.boundary_foreground, default_rule = rule, pipeline.boundary_foreground
         settings = Settings().replace(**change)
         cells, seconds = [], []
         for name, set_pairs in pairs.items():
@@ -61,6 +79,7 @@ def main() -> None:
             row = evaluate.summarise(scores, ["deepcut"])[0]
             cells.append(f"{row['mIoU']:.3f} ± {row['sem']:.3f}")
             seconds.append(row["seconds"])
+        pipeline.boundary_foreground = default_rule
         print(f"| {label} | " + " | ".join(cells) + f" | {np.mean(seconds):.2f} |", flush=True)
 
 

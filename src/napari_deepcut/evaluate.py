@@ -68,7 +68,8 @@ def pixel_accuracy(prediction, truth) -> float:
 def border_background(labels: np.ndarray) -> np.ndarray:
     """Background pixels of a segmentation with any number of segments, by the engine's
     boundary-connectivity rule (:func:`napari_deepcut.pipeline.boundary_foreground`): the segments
-    most connected to the image border, above the largest gap in that score, are background.
+    most connected to the image border, on the high side of Otsu's split of that score, are
+    background.
 
     Returns
     -------
