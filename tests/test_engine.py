@@ -344,9 +344,11 @@ def test_rgb_flag_reads_a_small_last_axis_as_space():
 # --- stage 2 -----------------------------------------------------------------------------------
 
 
-def test_k_less_correlation_clustering_finds_three_parts():
+@pytest.mark.parametrize("loss", ["ncut", "cc"])
+def test_k_less_parts_on_pixels_finds_three_parts(loss):
+    # ncut: k from the eigengap of a superpixel graph of the mask; cc: found by the loss itself
     image, truth = three_colours()
-    parts = segment_parts(image, truth > 0, parts="auto", nodes="pixels", epochs=300)
+    parts = segment_parts(image, truth > 0, parts="auto", nodes="pixels", loss=loss, epochs=300)
     assert parts.dtype == np.uint16 and parts.shape == truth.shape
     assert parts.max() == 3
     assert (parts[truth == 0] == 0).all()
@@ -431,9 +433,8 @@ def test_cancel_reaches_the_eigengap_solver():
         spectral_ncut(graph, 4, find_k=True, cancel=lambda: True)
     with pytest.raises(SegmentationCancelled, match="number of clusters"):
         calls.clear()  # the first check (before training) passes, the solver's first product stops
-        everything = np.ones(image.shape[:2], bool)
         cancel = lambda: calls.append(1) or len(calls) > 1  # noqa: E731
-        segment_parts(image, everything, parts="auto", nodes="pixels", downsample=1, cancel=cancel)
+        segment(image, nodes="pixels", downsample=1, foreground_loss="ncut", cancel=cancel)
     assert eigengap_clusters(graph, 4, cancel=lambda: False) == eigengap_clusters(graph, 4)
 
 
