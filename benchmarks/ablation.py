@@ -35,6 +35,7 @@ VARIANTS = [
     ("nodes: pixels (<= 65,536)", {"nodes": "pixels"}),
     ("no long-range edges (touching nodes only)", {"long_range_weight": 0.0}),
     ("features: colour + texture", {"features": "texture"}),
+    ("+ colour sides: clusters join the side of nearer mean colour", {"colour_sides": True}),
     ("+ keep largest component", {"keep_largest": True}),
     ("+ fill holes", {"fill_holes": True}),
 ]

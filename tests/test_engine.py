@@ -248,6 +248,22 @@ def test_a_frame_is_background_and_the_border_is_inside_it():
     assert iou(untrimmed.foreground, truth) < 0.9
 
 
+def test_colour_sides_brings_back_nuclei_cut_by_the_border():
+    from napari_deepcut.pipeline import foreground_clusters
+
+    yy, xx = np.mgrid[:96, :96]
+    inner = (yy - 48) ** 2 + (xx - 48) ** 2 < 10**2
+    cut = np.zeros_like(inner)
+    for cy, cx in [(0, 20), (0, 76), (95, 20), (95, 76), (48, 0), (48, 95)]:  # nuclei cut by the edge
+        cut |= (yy - cy) ** 2 + (xx - cx) ** 2 < 12**2
+    image = np.where(inner, 0.8, np.where(cut, 0.7, 0.1)).astype(np.float32)
+    graph = build_graph(prepare_image(image), Settings(n_segments=300))
+    share = lambda mask: np.bincount(graph.node_labels.ravel(), mask.ravel()) / graph.sizes  # noqa: E731
+    labels = np.where(share(inner) > 0.5, 1, np.where(share(cut) > 0.5, 2, 0))  # a clustering in three
+    assert foreground_clusters(graph, labels, 3).tolist() == [False, True, False]  # border rule alone
+    assert foreground_clusters(graph, labels, 3, colour_sides=True).tolist() == [False, True, True]
+
+
 def test_refine_gives_pixel_accurate_edges_from_coarse_nodes():
     """8 x 8 pixel blocks straddle the rectangle's edges; refinement recovers them by colour."""
     image, truth = two_region()

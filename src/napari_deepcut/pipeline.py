@@ -176,8 +176,16 @@ def boundary_foreground(area: np.ndarray, border: np.ndarray) -> np.ndarray:
     return foreground
 
 
-def foreground_clusters(graph: Graph, labels: np.ndarray, n_clusters: int) -> np.ndarray:
-    """Foreground clusters of a node clustering, by :func:`boundary_foreground`.
+def foreground_clusters(
+    graph: Graph, labels: np.ndarray, n_clusters: int, colour_sides: bool = False
+) -> np.ndarray:
+    r"""Foreground clusters of a node clustering, by :func:`boundary_foreground`.
+
+    With ``colour_sides``, one k-means step between the two sides follows, in the space of the
+    node features (mean colour by default): with :math:`\bar c_s` the area-weighted mean features
+    of cluster s and :math:`m_F, m_B` those of the foreground and background sides, cluster s is
+    foreground when :math:`|\bar c_s - m_F| < |\bar c_s - m_B|`. Clusters of nuclei cut by the
+    image border score high on border contact but share the other nuclei's colour.
 
     Returns
     -------
@@ -185,7 +193,18 @@ def foreground_clusters(graph: Graph, labels: np.ndarray, n_clusters: int) -> np
     """
     area = np.bincount(labels, weights=graph.sizes, minlength=n_clusters)
     border = np.bincount(labels, weights=graph.border, minlength=n_clusters)
-    return boundary_foreground(area, border)
+    foreground = boundary_foreground(area, border)
+    present = area > 0
+    background = present & ~foreground
+    if not (colour_sides and foreground.any() and background.any()):
+        return foreground
+    weighted = graph.features * graph.sizes[:, None]
+    sums = np.stack([np.bincount(labels, weighted[:, f], n_clusters) for f in range(weighted.shape[1])], 1)
+    means = sums / np.maximum(area, 1)[:, None]
+    centre_f = np.average(means[foreground], 0, area[foreground])
+    centre_b = np.average(means[background], 0, area[background])
+    moved = present & (((means - centre_f) ** 2).sum(1) < ((means - centre_b) ** 2).sum(1))
+    return moved if moved.any() and (present & ~moved).any() else foreground
 
 
 def clean_foreground(mask: np.ndarray, keep_largest: bool, fill_holes: bool) -> np.ndarray:
@@ -247,7 +266,7 @@ def foreground_stage(
     graph = build_graph(image, settings, mask=inside)
     k = min(settings.foreground_clusters, max(graph.n_nodes, 2))
     clustering = _cluster(graph, k, True, settings, settings.foreground_loss, "foreground", progress, cancel)
-    is_foreground = foreground_clusters(graph, clustering.labels, k)
+    is_foreground = foreground_clusters(graph, clustering.labels, k, settings.colour_sides)
     if settings.refine:
         foreground = refine_labels(graph, is_foreground[clustering.labels], image)
     else:

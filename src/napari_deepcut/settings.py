@@ -192,11 +192,17 @@ class Settings:
         "Foreground stage: a uniform frame around the image (a scanner, screenshot or padding "
         "border) is background, and border contact is measured inside it.",
     )
+    colour_sides: bool = _setting(
+        False,
+        "Foreground stage: after the border rule, each cluster joins the side (foreground or "
+        "background) whose mean colour is nearer. Helps where objects touch the image border "
+        "(dense nuclei, cells); hurts natural photos, where background patches can match the object.",
+    )
     refine: bool = _setting(
         True,
         "Post-processing (both stages): pixels of nodes on an edge between foreground and "
-        "background, or between parts, take the label of the node nearest in colour among their "
-        "own and the touching ones (pixel-accurate edges from superpixels or pixel blocks).",
+        "background, or between parts, are re-decided by k-means on colour among their node and "
+        "the touching ones (pixel-accurate edges from superpixels or pixel blocks).",
     )
     keep_largest: bool = _setting(
         False, "Post-processing: keep only the largest foreground component."
