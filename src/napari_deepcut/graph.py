@@ -430,8 +430,13 @@ def affinity_matrix(graph: Graph, long_range_weight: float) -> sp.csr_matrix:
     return W.tocsr()
 
 
-def build_graph(image: PreparedImage, settings: Settings, mask: np.ndarray | None = None) -> Graph:
+def build_graph(
+    image: PreparedImage, settings: Settings, mask: np.ndarray | None = None, long_range: bool = True
+) -> Graph:
     """Turn an image (restricted to ``mask`` if given) into a region graph as ``settings`` say.
+
+    ``long_range=False`` leaves out the long-range feature edges (their k-nearest-neighbour search
+    is the costliest step on large pixel graphs), for a clustering that does not use them.
 
     Raises
     ------
@@ -483,7 +488,7 @@ def build_graph(image: PreparedImage, settings: Settings, mask: np.ndarray | Non
     on_border = node_labels[edge]
     border = np.bincount(on_border[on_border >= 0], minlength=n)
     weights, sigma = affinity_weights(features, edges, settings.affinity_sigma or None)
-    feature_edges = feature_neighbours(features, settings.feature_neighbours)
+    feature_edges = feature_neighbours(features, settings.feature_neighbours if long_range else 0)
     feature_weights, _ = affinity_weights(features, feature_edges, sigma)
     return Graph(
         node_labels, features, sizes, border, edges, weights, sigma,

@@ -263,7 +263,9 @@ def foreground_stage(
         if any(b.start > 0 or b.stop < n for b, n in zip(box, image.spatial_shape)):
             inside = np.zeros(image.spatial_shape, bool)
             inside[box] = True
-    graph = build_graph(image, settings, mask=inside)
+    # correlation clustering compares all pairs through random Fourier features: no long-range edges
+    uses_edges = settings.clustering == "spectral" or settings.foreground_loss != "cc"
+    graph = build_graph(image, settings, mask=inside, long_range=uses_edges)
     k = min(settings.foreground_clusters, max(graph.n_nodes, 2))
     clustering = _cluster(graph, k, True, settings, settings.foreground_loss, "foreground", progress, cancel)
     is_foreground = foreground_clusters(graph, clustering.labels, k, settings.colour_sides)
