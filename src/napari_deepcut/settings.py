@@ -175,7 +175,7 @@ class Settings:
         min=1,
     )
     tolerance: float = _setting(
-        0.01, "Relative loss improvement over patience epochs that counts as progress.", min=0.0
+        0.02, "Relative loss improvement over patience epochs that counts as progress.", min=0.0
     )
     restarts: int = _setting(
         1,
