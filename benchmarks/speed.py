@@ -13,7 +13,7 @@ time grows with other load, the CPU time much less. Peak memory is the highest r
 minus the RSS when the case started: what the case itself needed, torch's buffers included
 (tracemalloc would miss those). The graph column gives each stage's nodes, epochs and seconds.
 
-    python benchmarks/speed.py --threads 1
+    python benchmarks/speed.py --threads 1 --repeat 5
 """
 
 from __future__ import annotations
@@ -90,6 +90,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--skip-pixels", action="store_true", help="leave out the 262,144-node case")
+    parser.add_argument(
+        "--repeat", type=int, default=1,
+        help="run the superpixel and scikit-image cases this many times, interleaved, and report "
+        "medians (the pixel case runs once)",
+    )
     args = parser.parse_args()
 
     import torch
@@ -105,17 +110,18 @@ def main() -> None:
 
     cases = []
     for name, image in pictures.items():
-        cases.append((name, "napari-deepcut segment(parts=4), superpixels", lambda im=image: segment(im, parts=4)))
-        cases.append((name, "skimage SLIC + rag_mean_color + cut_normalized", lambda im=image: skimage_ncut(im)))
+        cases.append((name, "napari-deepcut segment(parts=4), superpixels", lambda im=image: segment(im, parts=4), True))
+        cases.append((name, "skimage SLIC + rag_mean_color + cut_normalized", lambda im=image: skimage_ncut(im), True))
     if not args.skip_pixels:
         astronaut = pictures["astronaut 512x512 RGB"]
         cases.append(
             ("astronaut 512x512 RGB", "napari-deepcut segment(parts=4), pixels, 262,144 nodes",
-             lambda: segment(astronaut, parts=4, nodes="pixels", downsample=1))
+             lambda: segment(astronaut, parts=4, nodes="pixels", downsample=1), False)
         )
 
-    results = []
-    for image_name, method, run in cases:
+    runs = {}  # (image, method) -> [(seconds, MiB, detail, CPU seconds), ...]
+    schedule = [case for _ in range(args.repeat) for case in cases if case[3]] + [c for c in cases if not c[3]]
+    for image_name, method, run, _ in schedule:
         with PeakMemory() as memory:
             start, cpu_start = time.perf_counter(), time.process_time()
             output = run()
@@ -133,13 +139,20 @@ def main() -> None:
         else:
             segments, retries = output
             detail = f"{len(np.unique(segments))} segments" + (f", {retries} failed ARPACK tries" if retries else "")
-        results.append((image_name, method, seconds, memory.peak / 2**20, detail, cpu))
+        runs.setdefault((image_name, method), []).append((seconds, memory.peak / 2**20, detail, cpu))
         print(f"  {image_name} | {method}: {seconds:.1f} s, {memory.peak / 2**20:.0f} MiB", flush=True)
+    results = [
+        (image_name, method, float(np.median([r[0] for r in rs])), max(r[1] for r in rs), rs[-1][2],
+         float(np.median([r[3] for r in rs])))
+        for (image_name, method), rs in runs.items()
+    ]
 
     print(
         f"\nnapari-deepcut {__version__}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs\n"
     )
+    if args.repeat > 1:
+        print(f"Seconds are medians of {args.repeat} runs (the pixel case: one run).\n")
     print("| image | method | seconds | CPU seconds | peak memory (MiB) | graph |")
     print("|---|---|---:|---:|---:|---|")
     for image_name, method, seconds, mib, detail, cpu in results:
@@ -151,6 +164,12 @@ def main() -> None:
         ours = next(r for r in results if r[0] == name and r[1].endswith("superpixels"))
         theirs = next(r for r in results if r[0] == name and r[1].startswith("skimage"))
         print(f"| {name} | {ours[2] / theirs[2]:.2f} | {ours[5] / theirs[5]:.2f} | {ours[3] / max(theirs[3], 1e-9):.2f} |")
+    if args.repeat > 1:
+        print("\nWall-time ratio of each repeat (deepcut / skimage, run next to each other):")
+        for name in pictures:
+            ours = next(rs for (n, m), rs in runs.items() if n == name and m.endswith("superpixels"))
+            theirs = next(rs for (n, m), rs in runs.items() if n == name and m.startswith("skimage"))
+            print(f"- {name}: " + ", ".join(f"{a[0] / b[0]:.2f}" for a, b in zip(ours, theirs)))
 
 
 if __name__ == "__main__":
