@@ -43,14 +43,10 @@ VARIANTS = [
 
 def largest_gap_foreground(area, border):
     """The former side rule: border scores sorted and split at the largest gap between two."""
-    area, border = np.asarray(area, float), np.asarray(border, float)
-    present = np.flatnonzero(area > 0)
+    segments, _, score = pipeline.border_scores(area, border)
     foreground = np.zeros(len(area), bool)
-    if len(present) < 2:
-        return foreground
-    score = (border[present] / max(border.sum(), 1.0)) / np.sqrt(area[present] / area.sum())
-    order = np.lexsort((area[present], score))
-    foreground[present[order[: int(np.argmax(np.diff(score[order]))) + 1]]] = True
+    if len(segments) >= 2:
+        foreground[segments[: int(np.argmax(np.diff(score))) + 1]] = True
     return foreground
 
 

@@ -158,22 +158,27 @@ def boundary_foreground(area: np.ndarray, border: np.ndarray) -> np.ndarray:
     -------
     ndarray of bool, shape (n,)
     """
-    area = np.asarray(area, np.float64)
-    border = np.asarray(border, np.float64)
-    present = np.flatnonzero(area > 0)
+    segments, weight, score = border_scores(area, border)
     foreground = np.zeros(len(area), bool)
-    if len(present) < 2:
+    if len(segments) < 2:
         return foreground
-    score = (border[present] / max(border.sum(), 1.0)) / np.sqrt(area[present] / area.sum())
-    order = np.lexsort((area[present], score))
-    weight, score = area[present][order], score[order]
     below = np.cumsum(weight)[:-1]  # omega_0 * A for a split after each position
     above = weight.sum() - below
     mass = np.cumsum(weight * score)[:-1]
     between = below * above * (mass / below - (np.dot(weight, score) - mass) / above) ** 2
-    cut = int(np.argmax(between)) + 1
-    foreground[present[order[:cut]]] = True
+    foreground[segments[: int(np.argmax(between)) + 1]] = True
     return foreground
+
+
+def border_scores(area, border) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The non-empty segments sorted by boundary connectivity (ties: smaller first), with their
+    areas and scores in that order (see :func:`boundary_foreground`)."""
+    area = np.asarray(area, np.float64)
+    border = np.asarray(border, np.float64)
+    present = np.flatnonzero(area > 0)
+    score = (border[present] / max(border.sum(), 1.0)) / np.sqrt(area[present] / max(area.sum(), 1.0))
+    order = np.lexsort((area[present], score))
+    return present[order], area[present][order], score[order]
 
 
 def foreground_clusters(
