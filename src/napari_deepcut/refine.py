@@ -37,8 +37,9 @@ def refine_labels(
         The image the graph was built from; colours are Lab / 100 for RGB, else intensities.
     iterations : int
         Most k-means steps (it stops earlier when no pixel changes). One step re-decides the pixels
-        against the nodes' own labels; on the development sets three scored 0.749 foreground mIoU
-        on nuclei-dev against 0.746 for one, and 0.726 for the nearest single node's mean.
+        against the nodes' own labels. On the first 40 nuclei-dev images (engine at b4f5ad0),
+        foreground mIoU was 0.746 with one step, 0.751 with three, 0.749 with eight, and 0.726
+        with the former rule (the nearest single node's mean).
 
     Returns
     -------
