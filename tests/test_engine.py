@@ -454,6 +454,14 @@ def test_cancel_reaches_the_eigengap_solver():
     assert eigengap_clusters(graph, 4, cancel=lambda: False) == eigengap_clusters(graph, 4)
 
 
+def test_foreground_stage_builds_long_range_edges_only_when_its_clustering_reads_them():
+    image, _ = two_region()
+    with_cc = segment(image, **FAST).foreground_stage.graph
+    assert len(with_cc.feature_edges) == 0  # correlation clustering compares all pairs anyway
+    for change in ({"foreground_loss": "ncut"}, {"clustering": "spectral"}):
+        assert len(segment(image, **FAST, **change).foreground_stage.graph.feature_edges) > 0
+
+
 def test_pixel_mode_full_resolution_runs_sparse():
     image, truth = two_region(shape=(160, 160))
     result = segment(image, nodes="pixels", downsample=1, epochs=100)
