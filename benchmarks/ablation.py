@@ -68,15 +68,17 @@ def main() -> None:
             continue
         change = dict(change)
         rule = {"gap": largest_gap_foreground}.get(change.pop("split", None), pipeline.boundary_foreground)
-        pipeline.boundary_foreground, default_rule = rule, pipeline.boundary_foreground
         settings = Settings().replace(**change)
         cells, seconds = [], []
-        for name, set_pairs in pairs.items():
-            scores = evaluate.evaluate(set_pairs, ["deepcut"], settings, show_progress=False)
-            row = evaluate.summarise(scores, ["deepcut"])[0]
-            cells.append(f"{row['mIoU']:.3f} ± {row['sem']:.3f}")
-            seconds.append(row["seconds"])
-        pipeline.boundary_foreground = default_rule
+        pipeline.boundary_foreground, default_rule = rule, pipeline.boundary_foreground
+        try:
+            for name, set_pairs in pairs.items():
+                scores = evaluate.evaluate(set_pairs, ["deepcut"], settings, show_progress=False)
+                row = evaluate.summarise(scores, ["deepcut"])[0]
+                cells.append(f"{row['mIoU']:.3f} ± {row['sem']:.3f}")
+                seconds.append(row["seconds"])
+        finally:  # the engine's own rule again, whatever happened
+            pipeline.boundary_foreground = default_rule
         print(f"| {label} | " + " | ".join(cells) + f" | {np.mean(seconds):.2f} |", flush=True)
 
 

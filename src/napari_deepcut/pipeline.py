@@ -317,7 +317,8 @@ def parts_stage(
         return StageResult(mask.astype(np.uint16), graph, None, 1, time.perf_counter() - start)
     k = min(k, graph.n_nodes)
     k_graph = None
-    if parts == "auto" and settings.nodes == "pixels" and settings.loss not in K_LESS_LOSSES:
+    finds_k_by_eigengap = settings.clustering == "gnn" and settings.loss not in K_LESS_LOSSES
+    if parts == "auto" and settings.nodes == "pixels" and finds_k_by_eigengap:
         # the pixel lattice's many smooth modes flatten the spectrum: k is read from the
         # superpixels of the same mask (parts.py, K-less on pixels: 0.73 -> 0.82 part mIoU)
         k_graph = build_graph(image, settings.replace(nodes="superpixels"), mask=mask)
