@@ -24,7 +24,8 @@ VARIANTS = [
     ("defaults (GNN, correlation clustering into <= 8 clusters, frame trimming, edge refinement)", {}),
     ("- edge refinement", {"refine": False}),
     ("- frame trimming", {"trim_frame": False}),
-    ("border scores split at their largest gap (not Otsu's split by area)", {"split": "gap"}),
+    ("border scores split at their largest gap (not Otsu's split by area)", {"patch": {"split_scores": "gap"}}),
+    ("- piece-by-piece scores when the foreground is many objects", {"patch": {"MANY_OBJECTS": 0.0}}),
     ("correlation clustering shift 0.5 (not 0.7)", {"cc_shift": 0.5}),
     ("classical spectral N-cut, same graph (eigengap k <= 8)", {"clustering": "spectral"}),
     ("classical spectral N-cut, same graph, - edge refinement", {"clustering": "spectral", "refine": False}),
@@ -41,13 +42,15 @@ VARIANTS = [
 ]
 
 
-def largest_gap_foreground(area, border):
-    """The former side rule: border scores sorted and split at the largest gap between two."""
-    segments, _, score = pipeline.border_scores(area, border)
-    foreground = np.zeros(len(area), bool)
-    if len(segments) >= 2:
-        foreground[segments[: int(np.argmax(np.diff(score))) + 1]] = True
-    return foreground
+def largest_gap_split(area, score):
+    """The former split: scores sorted (ties: smaller first) and cut at the largest gap between two."""
+    area, score = np.asarray(area, float), np.asarray(score, float)
+    present = np.flatnonzero(area > 0)
+    order = present[np.lexsort((area[present], score[present]))]
+    below = np.zeros(len(area), bool)
+    if len(order) >= 2:
+        below[order[: int(np.argmax(np.diff(score[order]))) + 1]] = True
+    return below
 
 
 def main() -> None:
@@ -67,10 +70,13 @@ def main() -> None:
         if words and not any(word in label for word in words):
             continue
         change = dict(change)
-        rule = {"gap": largest_gap_foreground}.get(change.pop("split", None), pipeline.boundary_foreground)
+        patch = {name: largest_gap_split if value == "gap" else value
+                 for name, value in change.pop("patch", {}).items()}
         settings = Settings().replace(**change)
         cells, seconds = [], []
-        pipeline.boundary_foreground, default_rule = rule, pipeline.boundary_foreground
+        engine = {name: getattr(pipeline, name) for name in patch}
+        for name, value in patch.items():
+            setattr(pipeline, name, value)
         try:
             for name, set_pairs in pairs.items():
                 scores = evaluate.evaluate(set_pairs, ["deepcut"], settings, show_progress=False)
@@ -78,7 +84,8 @@ def main() -> None:
                 cells.append(f"{row['mIoU']:.3f} ± {row['sem']:.3f}")
                 seconds.append(row["seconds"])
         finally:  # the engine's own rule again, whatever happened
-            pipeline.boundary_foreground = default_rule
+            for name, value in engine.items():
+                setattr(pipeline, name, value)
         print(f"| {label} | " + " | ".join(cells) + f" | {np.mean(seconds):.2f} |", flush=True)
 
 

@@ -264,6 +264,30 @@ def test_colour_sides_brings_back_nuclei_cut_by_the_border():
     assert foreground_clusters(graph, labels, 3, colour_sides=True).tolist() == [False, True, True]
 
 
+def test_many_objects_are_judged_piece_by_piece():
+    """Nuclei (discs, some cut by the border) with bright rims around the inner ones, clustered in
+    three: the nuclei cluster touches the border as much as the background does, so the cluster
+    rule keeps the rims alone; those are many pieces, and piece by piece the nuclei join them."""
+    from napari_deepcut.pipeline import boundary_connectivity, foreground_clusters, split_scores
+
+    yy, xx = np.mgrid[:120, :120]
+    cut = [(0, 30), (0, 90), (119, 30), (119, 90), (30, 0), (90, 0), (30, 119), (90, 119)]
+    inner = [(35, 35), (35, 85), (85, 35), (85, 85), (60, 60)]
+    disc, rim = np.zeros((120, 120), bool), np.zeros((120, 120), bool)
+    for cy, cx in cut + inner:
+        disc |= (yy - cy) ** 2 + (xx - cx) ** 2 < 12**2
+    for cy, cx in inner:
+        rim |= (yy - cy) ** 2 + (xx - cx) ** 2 < 14**2
+    rim &= ~disc
+    image = np.where(disc, 0.6, np.where(rim, 0.9, 0.1)).astype(np.float32)
+    graph = build_graph(prepare_image(image), Settings(nodes="pixels", downsample=1))
+    labels = np.zeros(graph.n_nodes, np.int64)  # one node per pixel
+    labels[graph.node_labels.ravel()] = np.where(disc, 1, np.where(rim, 2, 0)).ravel()
+    area, border = np.bincount(labels, graph.sizes), np.bincount(labels, graph.border)
+    assert split_scores(area, boundary_connectivity(area, border)).tolist() == [False, False, True]
+    assert foreground_clusters(graph, labels, 3).tolist() == [False, True, True]
+
+
 def test_refine_gives_pixel_accurate_edges_from_coarse_nodes():
     """8 x 8 pixel blocks straddle the rectangle's edges; refinement recovers them by colour."""
     image, truth = two_region()

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, sparse
+from scipy.sparse.csgraph import connected_components
 
 from .baselines import eigengap_clusters, spectral_ncut
 from .cluster import Clustering, Progress, SegmentationCancelled, train_clustering
@@ -139,15 +140,8 @@ def boundary_foreground(area: np.ndarray, border: np.ndarray) -> np.ndarray:
     with :math:`a_s` its pixels, :math:`b_s` its pixels on the image border, A and B their totals.
     Objects of interest rarely fill the image's edge: an object away from the border scores 0, the
     background surrounding it about 1. Segments spread evenly over the image (nuclei, cells) score
-    :math:`\sqrt{a_s / A}`, so there the sparser segments are the foreground.
-
-    The segments, sorted by score, are split in two as Otsu splits a histogram, with the areas as
-    counts: the split t maximises the between-class variance
-    :math:`\omega_0 \omega_1 (\mu_0 - \mu_1)^2`, with :math:`\omega` the area share and
-    :math:`\mu` the area-weighted mean score of each side. Those below it are foreground. Weighting
-    by area keeps a sliver (an object's rim, a speck) from deciding alone where the split falls, as
-    it did when the split was at the largest gap between consecutive scores. With two segments this
-    calls the less connected one foreground (ties: the smaller); a single segment is background.
+    :math:`\sqrt{a_s / A}`, so there the sparser segments are the foreground. The scores are split
+    in two by :func:`split_scores`; those below the split are foreground.
 
     Parameters
     ----------
@@ -158,33 +152,93 @@ def boundary_foreground(area: np.ndarray, border: np.ndarray) -> np.ndarray:
     -------
     ndarray of bool, shape (n,)
     """
-    segments, weight, score = border_scores(area, border)
-    foreground = np.zeros(len(area), bool)
-    if len(segments) < 2:
-        return foreground
+    return split_scores(area, boundary_connectivity(area, border))
+
+
+def boundary_connectivity(area, border) -> np.ndarray:
+    """:math:`\mathrm{BndCon}_s` of each segment (see :func:`boundary_foreground`); 0 where a
+    segment is empty."""
+    area = np.asarray(area, np.float64)
+    border = np.asarray(border, np.float64)
+    share = np.sqrt(area / max(area.sum(), 1.0))
+    return np.divide(border / max(border.sum(), 1.0), share, out=np.zeros_like(share), where=share > 0)
+
+
+def split_scores(area, score) -> np.ndarray:
+    r"""The segments below Otsu's split of their scores, with the areas as counts.
+
+    Sorted by score (ties: smaller first), the segments are cut where the between-class variance
+    :math:`\omega_0 \omega_1 (\mu_0 - \mu_1)^2` is largest, with :math:`\omega` the area
+    share and :math:`\mu` the area-weighted mean score of each side. Weighting by area keeps a
+    sliver (an object's rim, a speck) from deciding alone where the split falls, as it did when
+    the split was at the largest gap between consecutive scores. With two segments the lower one
+    is below (ties: the smaller); a single segment is not.
+
+    Parameters
+    ----------
+    area, score : ndarray, shape (n,)
+        Segments of area 0 are ignored.
+
+    Returns
+    -------
+    ndarray of bool, shape (n,)
+    """
+    area = np.asarray(area, np.float64)
+    score = np.asarray(score, np.float64)
+    present = np.flatnonzero(area > 0)
+    order = present[np.lexsort((area[present], score[present]))]
+    weight, score = area[order], score[order]
+    below_split = np.zeros(len(area), bool)
+    if len(order) < 2:
+        return below_split
     below = np.cumsum(weight)[:-1]  # omega_0 * A for a split after each position
     above = weight.sum() - below
     mass = np.cumsum(weight * score)[:-1]
     between = below * above * (mass / below - (np.dot(weight, score) - mass) / above) ** 2
-    foreground[segments[: int(np.argmax(between)) + 1]] = True
-    return foreground
+    below_split[order[: int(np.argmax(between)) + 1]] = True
+    return below_split
 
 
-def border_scores(area, border) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The non-empty segments sorted by boundary connectivity (ties: smaller first), with their
-    areas and scores in that order (see :func:`boundary_foreground`)."""
-    area = np.asarray(area, np.float64)
-    border = np.asarray(border, np.float64)
-    present = np.flatnonzero(area > 0)
-    score = (border[present] / max(border.sum(), 1.0)) / np.sqrt(area[present] / max(area.sum(), 1.0))
-    order = np.lexsort((area[present], score))
-    return present[order], area[present][order], score[order]
+MANY_OBJECTS = 0.5
+"""A foreground is many objects when no connected piece of it holds this share of its area."""
+
+
+def _pieces(graph: Graph, labels: np.ndarray) -> np.ndarray:
+    """Connected piece of every node: the components of the touching edges within a label."""
+    edges = graph.edges[labels[graph.edges[:, 0]] == labels[graph.edges[:, 1]]]
+    ones = np.ones(len(edges), np.int8)
+    adjacency = sparse.coo_matrix((ones, (edges[:, 0], edges[:, 1])), shape=(graph.n_nodes,) * 2)
+    return connected_components(adjacency, directed=False)[1]
+
+
+def piece_connectivity(graph: Graph, labels: np.ndarray, n_clusters: int) -> np.ndarray:
+    r"""Boundary connectivity of each cluster, taken piece by piece: the area-weighted mean of
+    :math:`\mathrm{BndCon}_p` over the connected pieces p of the cluster,
+
+    .. math:: S_s = \sum_{p \subset s} \frac{a_p}{a_s} \, \mathrm{BndCon}_p .
+
+    A cluster of nuclei scatters over the image in many pieces; a few are cut by the border, so the
+    cluster as a whole touches the border as much as the background does, but most of its pieces
+    do not touch it at all.
+    """
+    piece = _pieces(graph, labels)
+    area = np.bincount(piece, graph.sizes).astype(np.float64)
+    score = boundary_connectivity(area, np.bincount(piece, graph.border))
+    cluster = np.zeros(len(area), np.int64)
+    cluster[piece] = labels
+    total = np.bincount(cluster, area, n_clusters)
+    return np.bincount(cluster, area * score, n_clusters) / np.maximum(total, 1.0)
 
 
 def foreground_clusters(
     graph: Graph, labels: np.ndarray, n_clusters: int, colour_sides: bool = False
 ) -> np.ndarray:
     r"""Foreground clusters of a node clustering, by :func:`boundary_foreground`.
+
+    When that foreground is many objects (no connected piece holds :data:`MANY_OBJECTS` of its
+    area), the clusters are scored piece by piece instead (:func:`piece_connectivity`) and split
+    again by :func:`split_scores`: a scene of many objects (nuclei, cells, coins) is judged by its
+    objects, one of one object (a photo) by its clusters.
 
     With ``colour_sides``, one k-means step between the two sides follows, in the space of the
     node features (mean colour by default): with :math:`\bar c_s` the area-weighted mean features
@@ -199,6 +253,11 @@ def foreground_clusters(
     area = np.bincount(labels, weights=graph.sizes, minlength=n_clusters)
     border = np.bincount(labels, weights=graph.border, minlength=n_clusters)
     foreground = boundary_foreground(area, border)
+    nodes = foreground[labels]
+    if nodes.any():
+        piece_area = np.bincount(_pieces(graph, nodes.astype(np.int64))[nodes], graph.sizes[nodes])
+        if piece_area.max() < MANY_OBJECTS * piece_area.sum():
+            foreground = split_scores(area, piece_connectivity(graph, labels, n_clusters))
     present = area > 0
     background = present & ~foreground
     if not (colour_sides and foreground.any() and background.any()):
