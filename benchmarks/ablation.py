@@ -26,6 +26,7 @@ VARIANTS = [
     ("- frame trimming", {"trim_frame": False}),
     ("border scores split at their largest gap (not Otsu's split by area)", {"patch": {"split_scores": "gap"}}),
     ("- piece-by-piece scores when the foreground is many objects", {"patch": {"MANY_OBJECTS": 0.0}}),
+    ("- border contact cap (0.2) when the foreground is one object", {"patch": {"ONE_OBJECT_CONTACT": np.inf}}),
     ("correlation clustering shift 0.5 (not 0.7)", {"cc_shift": 0.5}),
     ("classical spectral N-cut, same graph (eigengap k <= 8)", {"clustering": "spectral"}),
     ("classical spectral N-cut, same graph, - edge refinement", {"clustering": "spectral", "refine": False}),

@@ -288,6 +288,27 @@ def test_many_objects_are_judged_piece_by_piece():
     assert foreground_clusters(graph, labels, 3).tolist() == [False, True, True]
 
 
+def test_a_band_across_the_image_is_not_part_of_one_object():
+    """An object, and a band (a fence, a tree line) crossing the image below it, on a background:
+    the split of the border scores puts the band (0.25) with the object (0), far from the
+    background (1.1); the band touches the border too much for one object's cluster."""
+    from napari_deepcut.pipeline import boundary_foreground, foreground_clusters
+
+    yy, xx = np.mgrid[:120, :120]
+    thing = ((yy - 45) / 22) ** 2 + ((xx - 60) / 30) ** 2 < 1
+    band = (yy >= 80) & (yy < 110)
+    image = np.where(thing, 0.8, np.where(band, 0.5, 0.1)).astype(np.float32)
+    graph = build_graph(prepare_image(image), Settings(nodes="pixels", downsample=1))
+    labels = np.zeros(graph.n_nodes, np.int64)  # one node per pixel
+    labels[graph.node_labels.ravel()] = np.where(thing, 1, np.where(band, 2, 0)).ravel()
+    area, border = np.bincount(labels, graph.sizes), np.bincount(labels, graph.border)
+    assert boundary_foreground(area, border).tolist() == [False, True, True]
+    assert foreground_clusters(graph, labels, 3).tolist() == [False, True, False]
+    # when no foreground cluster is under the cap, the split's foreground stays
+    labels[labels == 1] = 0
+    assert foreground_clusters(graph, labels, 3).tolist() == [False, False, True]
+
+
 def test_refine_gives_pixel_accurate_edges_from_coarse_nodes():
     """8 x 8 pixel blocks straddle the rectangle's edges; refinement recovers them by colour."""
     image, truth = two_region()

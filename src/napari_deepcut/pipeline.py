@@ -202,6 +202,9 @@ def split_scores(area, score) -> np.ndarray:
 MANY_OBJECTS = 0.5
 """A foreground is many objects when no connected piece of it holds this share of its area."""
 
+ONE_OBJECT_CONTACT = 0.2
+"""Highest boundary connectivity of a foreground cluster when the foreground is one object."""
+
 
 def _pieces(graph: Graph, labels: np.ndarray) -> np.ndarray:
     """Connected piece of every node: the components of the touching edges within a label."""
@@ -240,6 +243,12 @@ def foreground_clusters(
     again by :func:`split_scores`: a scene of many objects (nuclei, cells, coins) is judged by its
     objects, one of one object (a photo) by its clusters.
 
+    When it is one object, only its clusters with :math:`\mathrm{BndCon}_s` below
+    :data:`ONE_OBJECT_CONTACT` stay foreground (all of them when none is): the split falls between
+    the object and a background near 1, and bands of trees, fences or surf crossing the image
+    (0.2-0.6) fell on the object's side. A cluster covering a quarter of the image may then touch
+    a tenth of the border.
+
     With ``colour_sides``, one k-means step between the two sides follows, in the space of the
     node features (mean colour by default): with :math:`\bar c_s` the area-weighted mean features
     of cluster s and :math:`m_F, m_B` those of the foreground and background sides, cluster s is
@@ -258,6 +267,9 @@ def foreground_clusters(
         piece_area = np.bincount(_pieces(graph, nodes.astype(np.int64))[nodes], graph.sizes[nodes])
         if piece_area.max() < MANY_OBJECTS * piece_area.sum():
             foreground = split_scores(area, piece_connectivity(graph, labels, n_clusters))
+        else:
+            apart = foreground & (boundary_connectivity(area, border) < ONE_OBJECT_CONTACT)
+            foreground = apart if apart.any() else foreground
     present = area > 0
     background = present & ~foreground
     if not (colour_sides and foreground.any() and background.any()):
