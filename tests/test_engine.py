@@ -291,7 +291,8 @@ def test_many_objects_are_judged_piece_by_piece():
 def test_a_band_across_the_image_is_not_part_of_one_object():
     """An object, and a band (a fence, a tree line) crossing the image below it, on a background:
     the split of the border scores puts the band (0.25) with the object (0), far from the
-    background (1.1); the band touches the border too much for one object's cluster."""
+    background (1.1); the band touches the border too much for one object's cluster, and the
+    object holds over a quarter of the foreground."""
     from napari_deepcut.pipeline import boundary_foreground, foreground_clusters
 
     yy, xx = np.mgrid[:120, :120]
@@ -304,7 +305,12 @@ def test_a_band_across_the_image_is_not_part_of_one_object():
     area, border = np.bincount(labels, graph.sizes), np.bincount(labels, graph.border)
     assert boundary_foreground(area, border).tolist() == [False, True, True]
     assert foreground_clusters(graph, labels, 3).tolist() == [False, True, False]
-    # when no foreground cluster is under the cap, the split's foreground stays
+    # a close-up: the object is the part touching the border, and a small detail (an eye) is all
+    # that is under the cap; the split's foreground stays
+    eye = (yy - 45) ** 2 + (xx - 60) ** 2 < 6**2
+    labels[graph.node_labels.ravel()] = np.where(eye, 1, np.where(band, 2, 0)).ravel()
+    assert foreground_clusters(graph, labels, 3).tolist() == [False, True, True]
+    # when no foreground cluster is under the cap, the split's foreground stays too
     labels[labels == 1] = 0
     assert foreground_clusters(graph, labels, 3).tolist() == [False, False, True]
 

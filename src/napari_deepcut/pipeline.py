@@ -205,6 +205,9 @@ MANY_OBJECTS = 0.5
 ONE_OBJECT_CONTACT = 0.2
 """Highest boundary connectivity of a foreground cluster when the foreground is one object."""
 
+ONE_OBJECT_SHARE = 0.25
+"""Least share of the foreground that the clusters under :data:`ONE_OBJECT_CONTACT` must hold."""
+
 
 def _pieces(graph: Graph, labels: np.ndarray) -> np.ndarray:
     """Connected piece of every node: the components of the touching edges within a label."""
@@ -244,10 +247,12 @@ def foreground_clusters(
     objects, one of one object (a photo) by its clusters.
 
     When it is one object, only its clusters with :math:`\mathrm{BndCon}_s` below
-    :data:`ONE_OBJECT_CONTACT` stay foreground (all of them when none is): the split falls between
-    the object and a background near 1, and bands of trees, fences or surf crossing the image
-    (0.2-0.6) fell on the object's side. A cluster covering a quarter of the image may then touch
-    a tenth of the border.
+    :data:`ONE_OBJECT_CONTACT` stay foreground: the split falls between the object and a
+    background near 1, and bands of trees, fences or surf crossing the image (0.2-0.6) fell on the
+    object's side. A cluster covering a quarter of the image may then touch a tenth of the border.
+    Unless those clusters hold :data:`ONE_OBJECT_SHARE` of the foreground's area, the foreground
+    stays as split: the object is then the part that touches the border (a close-up), and what
+    is under the cap only its details (a cat's eyes).
 
     With ``colour_sides``, one k-means step between the two sides follows, in the space of the
     node features (mean colour by default): with :math:`\bar c_s` the area-weighted mean features
@@ -269,7 +274,8 @@ def foreground_clusters(
             foreground = split_scores(area, piece_connectivity(graph, labels, n_clusters))
         else:
             apart = foreground & (boundary_connectivity(area, border) < ONE_OBJECT_CONTACT)
-            foreground = apart if apart.any() else foreground
+            if area[apart].sum() >= ONE_OBJECT_SHARE * area[foreground].sum():
+                foreground = apart
     present = area > 0
     background = present & ~foreground
     if not (colour_sides and foreground.any() and background.any()):
