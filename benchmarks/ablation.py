@@ -27,7 +27,7 @@ VARIANTS = [
     ("border scores split at their largest gap (not Otsu's split by area)", {"patch": {"split_scores": "gap"}}),
     ("- many-objects check: every foreground is one object", {"patch": {"MANY_OBJECTS": 0.0}}),
     ("- border contact cap (0.2) when the foreground is one object", {"patch": {"ONE_OBJECT_CONTACT": np.inf}}),
-    ("contact cap even when what is under it holds < 1/4 of the foreground", {"patch": {"ONE_OBJECT_SHARE": 0.0}}),
+    ("contact cap whenever a cluster is under it (not only when they hold 1/4 of the foreground)", {"patch": {"ONE_OBJECT_SHARE": 1e-9}}),
     ("- both: cluster scores split once", {"patch": {"MANY_OBJECTS": 0.0, "ONE_OBJECT_CONTACT": np.inf}}),
     ("correlation clustering shift 0.5 (not 0.7)", {"cc_shift": 0.5}),
     ("classical spectral N-cut, same graph (eigengap k <= 8)", {"clustering": "spectral"}),
