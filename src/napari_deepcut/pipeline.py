@@ -266,14 +266,15 @@ def foreground_clusters(
     """
     area = np.bincount(labels, weights=graph.sizes, minlength=n_clusters)
     border = np.bincount(labels, weights=graph.border, minlength=n_clusters)
-    foreground = boundary_foreground(area, border)
+    score = boundary_connectivity(area, border)
+    foreground = split_scores(area, score)  # boundary_foreground(area, border)
     nodes = foreground[labels]
     if nodes.any():
         piece_area = np.bincount(_pieces(graph, nodes.astype(np.int64))[nodes], graph.sizes[nodes])
         if piece_area.max() < MANY_OBJECTS * piece_area.sum():
             foreground = split_scores(area, piece_connectivity(graph, labels, n_clusters))
         else:
-            apart = foreground & (boundary_connectivity(area, border) < ONE_OBJECT_CONTACT)
+            apart = foreground & (score < ONE_OBJECT_CONTACT)
             if area[apart].sum() >= ONE_OBJECT_SHARE * area[foreground].sum():
                 foreground = apart
     present = area > 0
