@@ -267,7 +267,7 @@ def foreground_clusters(
     area = np.bincount(labels, weights=graph.sizes, minlength=n_clusters)
     border = np.bincount(labels, weights=graph.border, minlength=n_clusters)
     score = boundary_connectivity(area, border)
-    foreground = split_scores(area, score)  # boundary_foreground(area, border)
+    foreground = split_scores(area, score)  # as boundary_foreground, with the scores kept for the cap
     nodes = foreground[labels]
     if nodes.any():
         piece_area = np.bincount(_pieces(graph, nodes.astype(np.int64))[nodes], graph.sizes[nodes])
