@@ -10,6 +10,7 @@ each prior / post-processing step are visible with and without it:
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
 
@@ -21,7 +22,11 @@ from napari_deepcut.settings import Settings
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
 VARIANTS = [
-    ("defaults (GNN, correlation clustering into <= 8 clusters, frame trimming, edge refinement)", {}),
+    ("defaults (GNN, correlation clustering into <= 8 clusters, a second clustering with 8 "
+     "Laplacian eigenvectors, frame trimming, edge refinement)", {}),
+    ("- Laplacian features: colour only, one clustering", {"laplacian_features": 0}),
+    ("Laplacian clustering always kept (no contrast choice)", {"patch": {"cut_contrast": "second"}}),
+    ("4 Laplacian eigenvectors (not 8)", {"laplacian_features": 4}),
     ("- edge refinement", {"refine": False}),
     ("- frame trimming", {"trim_frame": False}),
     ("border scores split at their largest gap (not Otsu's split by area)", {"patch": {"split_scores": "gap"}}),
@@ -56,6 +61,16 @@ def largest_gap_split(area, score):
     return below
 
 
+def second_always_wins():
+    """A ``cut_contrast`` under which the second clustering always wins: the foreground stage
+    measures the Laplacian clustering's outline first (1), then the colour one's (0)."""
+    values = itertools.cycle((1.0, 0.0))
+    return lambda graph, inside: next(values)
+
+
+PATCHES = {"gap": lambda: largest_gap_split, "second": second_always_wins}  # a fresh one per row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, help="first N images of each set (default: all)")
@@ -73,7 +88,7 @@ def main() -> None:
         if words and not any(word in label for word in words):
             continue
         change = dict(change)
-        patch = {name: largest_gap_split if value == "gap" else value
+        patch = {name: PATCHES[value]() if isinstance(value, str) else value
                  for name, value in change.pop("patch", {}).items()}
         settings = Settings().replace(**change)
         cells, seconds = [], []

@@ -315,6 +315,71 @@ def test_a_band_across_the_image_is_not_part_of_one_object():
     assert foreground_clusters(graph, labels, 3).tolist() == [False, False, True]
 
 
+def test_cut_contrast_is_high_along_an_edge_and_low_across_a_region():
+    from napari_deepcut.pipeline import cut_contrast
+
+    image, truth = two_region()
+    graph = build_graph(prepare_image(image), Settings(nodes="pixels", downsample=1))
+    order = np.argsort(graph.node_labels.ravel())  # one node per pixel
+    outline = truth.ravel()[order]
+    across = (np.indices(truth.shape)[1] < 20).ravel()[order]  # a strip of the background
+    half = (truth & (np.indices(truth.shape)[0] < 48)).ravel()[order]  # the rectangle's top half
+    assert cut_contrast(graph, outline) > cut_contrast(graph, half) > cut_contrast(graph, across)
+    assert cut_contrast(graph, outline) > 10 * cut_contrast(graph, across)
+    assert cut_contrast(graph, np.zeros(graph.n_nodes, bool)) == 0.0
+
+
+def test_laplacian_features_separate_what_a_boundary_divides():
+    """Two squares of one colour, apart on either side of a dark bar: by colour alike, on the
+    leading eigenvectors of the touching nodes' graph far apart (long-range edges, which link
+    nodes of like colour wherever they are, are left out here); the appended part has the
+    colour's total variance."""
+    from napari_deepcut.pipeline import with_laplacian_features
+
+    rng = np.random.default_rng(0)
+    image = np.full((40, 80), 0.7) + rng.normal(0, 0.01, (40, 80))
+    image[:, 38:42] = 0.0
+    settings = Settings(n_segments=200, long_range_weight=0.0)
+    graph = build_graph(prepare_image(image.astype(np.float32)), settings)
+    embedded = with_laplacian_features(graph, 4, settings)
+    colour, added = embedded.features[:, :1], embedded.features[:, 1:]
+    assert np.array_equal(colour, graph.features) and added.shape[1] == 4
+    assert np.isclose(added.var(0).sum(), colour.var(0).sum(), rtol=1e-3)
+    side = graph.positions[:, 1] < 38
+    light = graph.features[:, 0] > 0.5
+    left, right = added[side & light], added[~side & light]
+    apart = (left.max(0) < right.min(0)) | (right.max(0) < left.min(0))  # no overlap on a column
+    assert apart.any()
+    # and by colour the two squares are one: their mean colours differ by less than the noise
+    assert abs(colour[side & light].mean() - colour[~side & light].mean()) < 0.01
+
+
+def test_the_foreground_stage_keeps_the_clustering_with_the_stronger_outline():
+    from napari_deepcut.pipeline import (
+        _cluster,
+        cut_contrast,
+        foreground_clusters,
+        foreground_stage,
+        with_laplacian_features,
+    )
+
+    image, truth = two_region()
+    # a second, darker red square touching the border: colour joins it to the first
+    image[0:30, 80:96] = np.clip(image[0:30, 80:96].astype(int) // 2 + [90, 20, 10], 0, 255)
+    prepared, settings = prepare_image(image), Settings(**FAST)
+    stage = foreground_stage(prepared, settings)
+    graph = stage.graph
+    contrast = {}
+    embedded = with_laplacian_features(graph, 8, settings)
+    for name, clustered in (("colour", graph), ("colour + laplacian", embedded)):
+        labels = _cluster(clustered, 8, True, settings, "cc", "", None, None).labels
+        contrast[name] = cut_contrast(graph, foreground_clusters(graph, labels, 8)[labels])
+    assert stage.kept == max(contrast, key=contrast.get)
+    assert iou(stage.labels, truth) > 0.9
+    assert segment(image, **FAST).metadata()["foreground"]["clustering_kept"] == stage.kept
+    assert foreground_stage(prepared, settings.replace(laplacian_features=0)).kept == "colour"
+
+
 def test_refine_gives_pixel_accurate_edges_from_coarse_nodes():
     """8 x 8 pixel blocks straddle the rectangle's edges; refinement recovers them by colour."""
     image, truth = two_region()
@@ -479,6 +544,12 @@ def test_progress_and_cancel_hooks():
     seen = []
     segment(image, progress=seen.append, **FAST)
     assert seen and seen[0].stage == "foreground" and seen[0].epoch == 1
+    # the foreground stage's two trainings count as one run of twice the epochs
+    assert all(p.epochs == 2 * FAST["epochs"] for p in seen)
+    epochs = [p.epoch for p in seen]
+    assert epochs == sorted(epochs) and epochs[-1] > FAST["epochs"]
+    seen.clear()
+    segment(image, progress=seen.append, laplacian_features=0, **FAST)
     assert all(p.epochs == FAST["epochs"] for p in seen)
     calls = []
     with pytest.raises(SegmentationCancelled):
@@ -507,9 +578,9 @@ def test_cancel_reaches_the_eigengap_solver():
 
 def test_foreground_stage_builds_long_range_edges_only_when_its_clustering_reads_them():
     image, _ = two_region()
-    with_cc = segment(image, **FAST).foreground_stage.graph
+    with_cc = segment(image, laplacian_features=0, **FAST).foreground_stage.graph
     assert len(with_cc.feature_edges) == 0  # correlation clustering compares all pairs anyway
-    for change in ({"foreground_loss": "ncut"}, {"clustering": "spectral"}):
+    for change in ({"foreground_loss": "ncut"}, {"clustering": "spectral"}, {}):  # {}: eigenvectors
         assert len(segment(image, **FAST, **change).foreground_stage.graph.feature_edges) > 0
 
 

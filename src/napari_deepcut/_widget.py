@@ -63,7 +63,13 @@ if not torch.cuda.is_available() and "triton" not in sys.modules:
 MAIN_SETTINGS = ("nodes", "n_segments", "downsample", "compactness", "epochs", "seed", "device")
 #: Settings only one of the two stages reads.
 FOREGROUND_ONLY = (
-    "foreground_loss", "foreground_clusters", "trim_frame", "colour_sides", "keep_largest", "fill_holes"
+    "foreground_loss",
+    "foreground_clusters",
+    "laplacian_features",
+    "trim_frame",
+    "colour_sides",
+    "keep_largest",
+    "fill_holes",
 )
 PARTS_ONLY = ("loss", "max_parts")
 #: Settings that shape the graph (the only ones the superpixel preview needs); names the engine

@@ -47,6 +47,26 @@ def _largest_gap(values: np.ndarray, max_k: int) -> int:
     return int(np.argmax(values[1:-1] - values[2:])) + 2
 
 
+def spectral_embedding(
+    graph: Graph, count: int, long_range_weight: float = 0.0, seed: int = 0, cancel=None
+) -> np.ndarray:
+    r"""The nodes' coordinates on the ``count`` leading eigenvectors of :math:`D^{-1/2} W D^{-1/2}`
+    (W the affinity matrix every clustering sees), each row scaled to unit length.
+
+    These are the smoothest functions on the graph, the relaxed solutions of its normalized cut
+    (Shi & Malik 2000): they change little inside a region and jump across its weak edges, so nodes
+    on the same side of the graph's boundaries lie close together (Ng, Jordan & Weiss 2002). Used as
+    node features, they are the Laplacian positional encodings of graph networks (Dwivedi et al.
+    2020). ``cancel``: see :func:`_leading_eigenpairs`.
+
+    Returns
+    -------
+    ndarray of float64, shape (n, min(count, n))
+    """
+    _, U = _leading_eigenpairs(graph, count, long_range_weight, np.random.default_rng(seed), cancel)
+    return U / np.maximum(np.linalg.norm(U, axis=1, keepdims=True), 1e-12)
+
+
 def eigengap_clusters(
     graph: Graph, max_k: int, long_range_weight: float = 0.0, seed: int = 0, cancel=None
 ) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from dataclasses import dataclass
@@ -11,9 +12,9 @@ import numpy as np
 from scipy import ndimage, sparse
 from scipy.sparse.csgraph import connected_components
 
-from .baselines import eigengap_clusters, spectral_ncut
+from .baselines import eigengap_clusters, spectral_embedding, spectral_ncut
 from .cluster import Clustering, Progress, SegmentationCancelled, train_clustering
-from .graph import Graph, build_graph
+from .graph import Graph, automatic_sigma, build_graph
 from .image import PreparedImage, content_box, prepare_image
 from .refine import refine_labels
 from .settings import Settings, from_kwargs
@@ -39,6 +40,9 @@ class StageResult:
         Number of clusters found (non-empty).
     seconds : float
         Wall time of the stage.
+    kept : str
+        Foreground stage: which clustering was kept, ``"colour"`` or ``"colour + laplacian"``
+        (see :func:`foreground_stage`); empty otherwise.
     """
 
     labels: np.ndarray
@@ -46,6 +50,7 @@ class StageResult:
     clustering: Clustering | None
     n_clusters: int
     seconds: float
+    kept: str = ""
 
 
 @dataclass
@@ -90,6 +95,8 @@ def run_metadata(settings: Settings, *stages: StageResult | None) -> dict:
                 "final_loss": stage.clustering.loss_history[-1] if stage.clustering.loss_history else None,
                 "seconds": round(stage.seconds, 3),
             }
+            if stage.kept:
+                info[name]["clustering_kept"] = stage.kept
     return info
 
 
@@ -156,7 +163,7 @@ def boundary_foreground(area: np.ndarray, border: np.ndarray) -> np.ndarray:
 
 
 def boundary_connectivity(area, border) -> np.ndarray:
-    """:math:`\mathrm{BndCon}_s` of each segment (see :func:`boundary_foreground`); 0 where a
+    r""":math:`\mathrm{BndCon}_s` of each segment (see :func:`boundary_foreground`); 0 where a
     segment is empty."""
     area = np.asarray(area, np.float64)
     border = np.asarray(border, np.float64)
@@ -197,6 +204,47 @@ def split_scores(area, score) -> np.ndarray:
     between = below * above * (mass / below - (np.dot(weight, score) - mass) / above) ** 2
     below_split[order[: int(np.argmax(between)) + 1]] = True
     return below_split
+
+
+def cut_contrast(graph: Graph, inside: np.ndarray) -> float:
+    r"""Mean colour contrast across the outline of a set of nodes,
+
+    .. math:: C = \frac{1}{|E_{cut}|} \sum_{(i, j) \in E_{cut}} \frac{|c_i - c_j|^2}{\sigma},
+
+    over the touching edges with one end inside and one outside, with the graph's node features
+    :math:`c` and affinity scale :math:`\sigma`. An outline that follows an object's edges crosses
+    strong contrasts; one through a region of even colour crosses weak ones. 0 when no edge is cut.
+    """
+    edges = graph.edges
+    cut = inside[edges[:, 0]] != inside[edges[:, 1]]
+    if not cut.any():
+        return 0.0
+    difference = graph.features[edges[cut, 0]] - graph.features[edges[cut, 1]]
+    return float(np.einsum("ij,ij->i", difference, difference).mean() / graph.sigma)
+
+
+def with_laplacian_features(graph: Graph, count: int, settings: Settings, cancel=None) -> Graph:
+    r"""The graph with :func:`~napari_deepcut.baselines.spectral_embedding` (``count`` leading
+    eigenvectors, rows of unit length) appended to its node features, scaled so that both parts
+    have the same total variance, :math:`\sum_f \mathrm{Var}(u_f) = \sum_f \mathrm{Var}(c_f)`;
+    sigma is chosen again (:func:`~napari_deepcut.graph.automatic_sigma`).
+
+    Colour alone joins an object to any region of its colour, however far; the eigenvectors keep
+    apart what the graph's boundaries separate.
+    """
+    embedding = spectral_embedding(graph, count, settings.long_range_weight, settings.seed, cancel)
+    colour = graph.features.astype(np.float64)
+    spread = embedding.var(0).sum()
+    embedding *= np.sqrt(colour.var(0).sum() / spread) if spread > 0 else 0.0
+    features = np.concatenate([colour, embedding], 1).astype(np.float32)
+    return dataclasses.replace(graph, features=features, sigma=automatic_sigma(features))
+
+
+def _pass_progress(progress: ProgressCallback | None, index: int, count: int) -> ProgressCallback | None:
+    """Report training pass ``index`` of ``count`` as one run of ``count`` times the epochs."""
+    if progress is None or count == 1:
+        return progress
+    return lambda p: progress(dataclasses.replace(p, epoch=index * p.epochs + p.epoch, epochs=count * p.epochs))
 
 
 MANY_OBJECTS = 0.5
@@ -335,8 +383,15 @@ def foreground_stage(
 ) -> StageResult:
     """Stage 1: cluster the whole image (``foreground_loss``, at most ``foreground_clusters``
     clusters); the clusters weakly connected to the image border are foreground
-    (:func:`boundary_foreground`). With ``trim_frame``, a uniform frame around the image
-    (:func:`~napari_deepcut.image.content_box`) is background and the border is the frame's inside."""
+    (:func:`foreground_clusters`). With ``trim_frame``, a uniform frame around the image
+    (:func:`~napari_deepcut.image.content_box`) is background and the border is the frame's inside.
+
+    With ``laplacian_features`` (network clustering only), the network clusters the graph a second
+    time with its leading eigenvectors among the node features (:func:`with_laplacian_features`),
+    and of the two foregrounds the one with the higher :func:`cut_contrast` is kept. Colour alone
+    suits scenes whose objects differ in colour from all of the background (nuclei); the
+    eigenvectors, scenes where an object shares its colour with some of it (a dark horse, dark
+    trees)."""
     start = time.perf_counter()
     if image.constant:
         return StageResult(np.zeros(image.spatial_shape, np.uint8), None, None, 0, 0.0)
@@ -347,18 +402,32 @@ def foreground_stage(
             inside = np.zeros(image.spatial_shape, bool)
             inside[box] = True
     # correlation clustering compares all pairs through random Fourier features: no long-range edges
-    uses_edges = settings.clustering == "spectral" or settings.foreground_loss != "cc"
+    # the eigenvectors are those of the graph every clustering sees, long-range edges included
+    second_pass = settings.clustering == "gnn" and 0 < settings.laplacian_features
+    uses_edges = settings.clustering == "spectral" or settings.foreground_loss != "cc" or second_pass
     graph = build_graph(image, settings, mask=inside, long_range=uses_edges)
     k = min(settings.foreground_clusters, max(graph.n_nodes, 2))
-    clustering = _cluster(graph, k, True, settings, settings.foreground_loss, "foreground", progress, cancel)
+    second_pass &= graph.n_nodes > settings.laplacian_features + 1
+    passes = 2 if second_pass else 1
+    loss = settings.foreground_loss
+    clustering = _cluster(graph, k, True, settings, loss, "foreground", _pass_progress(progress, 0, passes), cancel)
     is_foreground = foreground_clusters(graph, clustering.labels, k, settings.colour_sides)
+    kept = "colour"
+    if second_pass:
+        embedded = with_laplacian_features(graph, settings.laplacian_features, settings, cancel)
+        other = _cluster(embedded, k, True, settings, loss, "foreground", _pass_progress(progress, 1, 2), cancel)
+        other_foreground = foreground_clusters(graph, other.labels, k, settings.colour_sides)
+        contrast = cut_contrast(graph, other_foreground[other.labels])
+        if contrast > cut_contrast(graph, is_foreground[clustering.labels]):
+            clustering, is_foreground, kept = other, other_foreground, "colour + laplacian"
     if settings.refine:
         foreground = refine_labels(graph, is_foreground[clustering.labels], image)
     else:
         foreground = graph.to_image(is_foreground[clustering.labels], fill=False)
     foreground = clean_foreground(foreground, settings.keep_largest, settings.fill_holes)
     n_found = len(np.unique(clustering.labels))
-    return StageResult(foreground.astype(np.uint8), graph, clustering, n_found, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    return StageResult(foreground.astype(np.uint8), graph, clustering, n_found, seconds, kept)
 
 
 def parts_stage(

@@ -143,6 +143,15 @@ class Settings:
         min=2,
         max=64,
     )
+    laplacian_features: int = _setting(
+        8,
+        "Foreground stage: the network clusters the image a second time with this many leading "
+        "eigenvectors of the graph (smooth across regions, sharp at their boundaries) added to "
+        "the colour of each node, and the foreground whose outline crosses stronger colour edges "
+        "is kept; 0 = colour only, one clustering.",
+        min=0,
+        max=64,
+    )
     loss: Literal["ncut", "mincut", "cc", "modularity"] = _setting(
         "ncut",
         "Parts stage objective with a given number of parts: relaxed normalized cut, its "
