@@ -22,11 +22,12 @@ from napari_deepcut.settings import Settings
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
 VARIANTS = [
-    ("defaults (GNN, correlation clustering into <= 8 clusters, a second clustering with 8 "
+    ("defaults (GNN, correlation clustering into <= 8 clusters, a second clustering with 6 "
      "Laplacian eigenvectors, frame trimming, edge refinement)", {}),
     ("- Laplacian features: colour only, one clustering", {"laplacian_features": 0}),
     ("Laplacian clustering always kept (no contrast choice)", {"patch": {"cut_contrast": "second"}}),
-    ("4 Laplacian eigenvectors (not 8)", {"laplacian_features": 4}),
+    ("3 Laplacian eigenvectors (not 6)", {"laplacian_features": 3}),
+    ("12 Laplacian eigenvectors (not 6)", {"laplacian_features": 12}),
     ("- edge refinement", {"refine": False}),
     ("- frame trimming", {"trim_frame": False}),
     ("border scores split at their largest gap (not Otsu's split by area)", {"patch": {"split_scores": "gap"}}),

@@ -370,7 +370,7 @@ def test_the_foreground_stage_keeps_the_clustering_with_the_stronger_outline():
     stage = foreground_stage(prepared, settings)
     graph = stage.graph
     contrast = {}
-    embedded = with_laplacian_features(graph, 8, settings)
+    embedded = with_laplacian_features(graph, settings.laplacian_features, settings)
     for name, clustered in (("colour", graph), ("colour + laplacian", embedded)):
         labels = _cluster(clustered, 8, True, settings, "cc", "", None, None).labels
         contrast[name] = cut_contrast(graph, foreground_clusters(graph, labels, 8)[labels])

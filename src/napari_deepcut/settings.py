@@ -144,7 +144,7 @@ class Settings:
         max=64,
     )
     laplacian_features: int = _setting(
-        8,
+        6,
         "Foreground stage: the network clusters the image a second time with this many leading "
         "eigenvectors of the graph (smooth across regions, sharp at their boundaries) added to "
         "the colour of each node, and the foreground whose outline crosses stronger colour edges "
