@@ -354,6 +354,24 @@ def test_laplacian_features_separate_what_a_boundary_divides():
     assert abs(colour[side & light].mean() - colour[~side & light].mean()) < 0.01
 
 
+def test_pixel_nodes_take_the_laplacian_features_of_their_superpixels():
+    from napari_deepcut.pipeline import foreground_stage, pixel_means
+
+    image, truth = two_region()
+    prepared = prepare_image(image)
+    superpixels = build_graph(prepared, Settings(n_segments=100))
+    pixels = build_graph(prepared, Settings(nodes="pixels", downsample=2))
+    values = np.stack([np.arange(superpixels.n_nodes), np.ones(superpixels.n_nodes)], 1).astype(float)
+    carried = pixel_means(superpixels, pixels, values)
+    blocks = superpixels.node_labels.reshape(48, 2, 48, 2).transpose(0, 2, 1, 3).reshape(48, 48, 4)
+    expected = blocks.mean(-1).ravel()[np.argsort(pixels.node_labels[::2, ::2].ravel())]
+    assert np.allclose(carried[:, 0], expected) and np.allclose(carried[:, 1], 1.0)
+    # the pixel graph itself needs no long-range edges: its clustering compares all pairs
+    stage = foreground_stage(prepared, Settings(nodes="pixels", downsample=2, **FAST))
+    assert len(stage.graph.feature_edges) == 0 and stage.kept
+    assert iou(stage.labels, truth) > 0.9
+
+
 def test_the_foreground_stage_keeps_the_clustering_with_the_stronger_outline():
     from napari_deepcut.pipeline import (
         _cluster,
