@@ -419,9 +419,9 @@ def foreground_stage(
         if any(b.start > 0 or b.stop < n for b, n in zip(box, image.spatial_shape)):
             inside = np.zeros(image.spatial_shape, bool)
             inside[box] = True
-    # correlation clustering compares all pairs through random Fourier features: no long-range edges
-    # the eigenvectors are those of the superpixel graph every clustering sees, long-range edges
-    # included; under pixel nodes, of a superpixel graph of the same image
+    # Correlation clustering compares all pairs through random Fourier features, so it needs no
+    # long-range edges; the eigenvectors do (those of the graph every clustering sees). Under
+    # pixel nodes they come from a superpixel graph of the same image, built below.
     second_pass = settings.clustering == "gnn" and 0 < settings.laplacian_features
     on_pixels = settings.nodes == "pixels"
     uses_edges = settings.clustering == "spectral" or settings.foreground_loss != "cc"
