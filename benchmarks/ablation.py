@@ -10,7 +10,6 @@ each prior / post-processing step are visible with and without it:
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 from pathlib import Path
 
@@ -25,16 +24,16 @@ VARIANTS = [
     ("defaults (GNN, correlation clustering into <= 8 clusters, a second clustering with 6 "
      "Laplacian eigenvectors, frame trimming, edge refinement)", {}),
     ("- Laplacian features: colour only, one clustering", {"laplacian_features": 0}),
-    ("Laplacian clustering always kept (no contrast choice)", {"patch": {"cut_contrast": "second"}}),
+    ("Laplacian clustering always kept (the foreground chosen from it alone)", {"patch": {"choose_foreground": "second"}}),
     ("3 Laplacian eigenvectors (not 6)", {"laplacian_features": 3}),
     ("12 Laplacian eigenvectors (not 6)", {"laplacian_features": 12}),
     ("- edge refinement", {"refine": False}),
     ("- frame trimming", {"trim_frame": False}),
+    ("- outline choice: the border split of the clustering with the stronger outline", {"patch": {"choose_foreground": "border"}}),
+    ("- outline choice, fast preset (colour only)", {"laplacian_features": 0, "patch": {"choose_foreground": "border"}}),
     ("border scores split at their largest gap (not Otsu's split by area)", {"patch": {"split_scores": "gap"}}),
     ("- many-objects check: every foreground is one object", {"patch": {"MANY_OBJECTS": 0.0}}),
-    ("- border contact cap (0.2) when the foreground is one object", {"patch": {"ONE_OBJECT_CONTACT": np.inf}}),
-    ("contact cap whenever a cluster is under it (not only when they hold 1/4 of the foreground)", {"patch": {"ONE_OBJECT_SHARE": 1e-9}}),
-    ("- both: cluster scores split once", {"patch": {"MANY_OBJECTS": 0.0, "ONE_OBJECT_CONTACT": np.inf}}),
+    ("- both: cluster scores split once", {"patch": {"MANY_OBJECTS": 0.0, "choose_foreground": "border"}}),
     ("correlation clustering shift 0.5 (not 0.7)", {"cc_shift": 0.5}),
     ("classical spectral N-cut, same graph (eigengap k <= 8)", {"clustering": "spectral"}),
     ("classical spectral N-cut, same graph, - edge refinement", {"clustering": "spectral", "refine": False}),
@@ -62,14 +61,26 @@ def largest_gap_split(area, score):
     return below
 
 
-def second_always_wins():
-    """A ``cut_contrast`` under which the second clustering always wins: the foreground stage
-    measures the Laplacian clustering's outline first (1), then the colour one's (0)."""
-    values = itertools.cycle((1.0, 0.0))
-    return lambda graph, inside: next(values)
+def second_always_kept():
+    """The engine's choice made on the last clustering alone (the Laplacian one)."""
+    choose = pipeline.choose_foreground
+    return lambda graph, labelings, n_clusters: (len(labelings) - 1, choose(graph, labelings[-1:], n_clusters)[1])
 
 
-PATCHES = {"gap": lambda: largest_gap_split, "second": second_always_wins}  # a fresh one per row
+def border_split_only():
+    """The former choice: each clustering split along its border scores, and the split whose outline
+    has the higher contrast kept, whether the scene is one object or many."""
+
+    def choose(graph, labelings, n_clusters):
+        splits = [pipeline.foreground_clusters(graph, labels, n_clusters) for labels in labelings]
+        contrast = [pipeline.cut_contrast(graph, split[labels]) for split, labels in zip(splits, labelings)]
+        index = int(np.argmax(contrast))
+        return index, splits[index]
+
+    return choose
+
+
+PATCHES = {"gap": lambda: largest_gap_split, "second": second_always_kept, "border": border_split_only}
 
 
 def main() -> None:

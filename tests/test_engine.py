@@ -243,13 +243,13 @@ def test_a_frame_is_background_and_the_border_is_inside_it():
     result = segment(image, **FAST)
     assert iou(result.foreground, truth) >= 0.95
     assert not result.foreground[:2].any()
-    assert result.foreground_stage.graph.node_labels.shape == truth.shape
-    untrimmed = segment(image, trim_frame=False, **FAST)  # the frame alone touches the border
-    assert iou(untrimmed.foreground, truth) < 0.9
+    node_labels = result.foreground_stage.graph.node_labels
+    assert node_labels.shape == truth.shape
+    assert (node_labels[:2] == -1).all() and (node_labels[2:-2, 2:-2] >= 0).all()  # no frame nodes
 
 
 def test_colour_sides_brings_back_nuclei_cut_by_the_border():
-    from napari_deepcut.pipeline import foreground_clusters
+    from napari_deepcut.pipeline import colour_sides_step, foreground_clusters
 
     yy, xx = np.mgrid[:96, :96]
     inner = (yy - 48) ** 2 + (xx - 48) ** 2 < 10**2
@@ -260,8 +260,9 @@ def test_colour_sides_brings_back_nuclei_cut_by_the_border():
     graph = build_graph(prepare_image(image), Settings(n_segments=300))
     share = lambda mask: np.bincount(graph.node_labels.ravel(), mask.ravel()) / graph.sizes  # noqa: E731
     labels = np.where(share(inner) > 0.5, 1, np.where(share(cut) > 0.5, 2, 0))  # a clustering in three
-    assert foreground_clusters(graph, labels, 3).tolist() == [False, True, False]  # border rule alone
-    assert foreground_clusters(graph, labels, 3, colour_sides=True).tolist() == [False, True, True]
+    alone = foreground_clusters(graph, labels, 3)
+    assert alone.tolist() == [False, True, False]  # border rule alone
+    assert colour_sides_step(graph, labels, alone).tolist() == [False, True, True]
 
 
 def test_many_objects_are_judged_piece_by_piece():
@@ -291,9 +292,9 @@ def test_many_objects_are_judged_piece_by_piece():
 def test_a_band_across_the_image_is_not_part_of_one_object():
     """An object, and a band (a fence, a tree line) crossing the image below it, on a background:
     the split of the border scores puts the band (0.25) with the object (0), far from the
-    background (1.1); the band touches the border too much for one object's cluster, and the
-    object holds over a quarter of the foreground."""
-    from napari_deepcut.pipeline import boundary_foreground, foreground_clusters
+    background (1.1); of the splits along the border scores, the object alone has the best
+    outline (the band fills part of the image's edge)."""
+    from napari_deepcut.pipeline import boundary_foreground, choose_foreground, foreground_clusters
 
     yy, xx = np.mgrid[:120, :120]
     thing = ((yy - 45) / 22) ** 2 + ((xx - 60) / 30) ** 2 < 1
@@ -304,15 +305,13 @@ def test_a_band_across_the_image_is_not_part_of_one_object():
     labels[graph.node_labels.ravel()] = np.where(thing, 1, np.where(band, 2, 0)).ravel()
     area, border = np.bincount(labels, graph.sizes), np.bincount(labels, graph.border)
     assert boundary_foreground(area, border).tolist() == [False, True, True]
-    assert foreground_clusters(graph, labels, 3).tolist() == [False, True, False]
-    # a close-up: the object is the part touching the border, and a small detail (an eye) is all
-    # that is under the cap; the split's foreground stays
-    eye = (yy - 45) ** 2 + (xx - 60) ** 2 < 6**2
-    labels[graph.node_labels.ravel()] = np.where(eye, 1, np.where(band, 2, 0)).ravel()
     assert foreground_clusters(graph, labels, 3).tolist() == [False, True, True]
-    # when no foreground cluster is under the cap, the split's foreground stays too
-    labels[labels == 1] = 0
-    assert foreground_clusters(graph, labels, 3).tolist() == [False, False, True]
+    index, foreground = choose_foreground(graph, [labels], 3)
+    assert index == 0 and foreground.tolist() == [False, True, False]
+    # of two clusterings, the split comes from the one that parts the object from the band
+    joined = np.where(labels == 2, 1, labels)
+    index, foreground = choose_foreground(graph, [joined, labels], 3)
+    assert index == 1 and foreground.tolist() == [False, True, False]
 
 
 def test_cut_contrast_is_high_along_an_edge_and_low_across_a_region():
@@ -325,7 +324,7 @@ def test_cut_contrast_is_high_along_an_edge_and_low_across_a_region():
     across = (np.indices(truth.shape)[1] < 20).ravel()[order]  # a strip of the background
     half = (truth & (np.indices(truth.shape)[0] < 48)).ravel()[order]  # the rectangle's top half
     assert cut_contrast(graph, outline) > cut_contrast(graph, half) > cut_contrast(graph, across)
-    assert cut_contrast(graph, outline) > 10 * cut_contrast(graph, across)
+    assert cut_contrast(graph, outline) > 5 * cut_contrast(graph, across)  # steps, not squared
     assert cut_contrast(graph, np.zeros(graph.n_nodes, bool)) == 0.0
 
 

@@ -207,20 +207,56 @@ def split_scores(area, score) -> np.ndarray:
 
 
 def cut_contrast(graph: Graph, inside: np.ndarray) -> float:
-    r"""Mean colour contrast across the outline of a set of nodes,
+    r"""Mean colour step across the outline of a set of nodes,
 
-    .. math:: C = \frac{1}{|E_{cut}|} \sum_{(i, j) \in E_{cut}} \frac{|c_i - c_j|^2}{\sigma},
+    .. math:: C = \frac{1}{|E_{cut}|} \sum_{(i, j) \in E_{cut}} \frac{|c_i - c_j|}{\sqrt{\sigma}},
 
     over the touching edges with one end inside and one outside, with the graph's node features
     :math:`c` and affinity scale :math:`\sigma`. An outline that follows an object's edges crosses
-    strong contrasts; one through a region of even colour crosses weak ones. 0 when no edge is cut.
+    strong steps; one through a region of even colour crosses weak ones. The steps are not squared,
+    so a few very strong edges do not make up for a long stretch of outline through an even region.
+    0 when no edge is cut.
     """
     edges = graph.edges
     cut = inside[edges[:, 0]] != inside[edges[:, 1]]
     if not cut.any():
         return 0.0
     difference = graph.features[edges[cut, 0]] - graph.features[edges[cut, 1]]
-    return float(np.einsum("ij,ij->i", difference, difference).mean() / graph.sigma)
+    return float(np.sqrt(np.einsum("ij,ij->i", difference, difference)).mean() / np.sqrt(graph.sigma))
+
+
+def outline_score(graph: Graph, inside: np.ndarray) -> float:
+    r"""How well a set of nodes stands out as one object:
+
+    .. math:: S = C \, (1 - b)^2 \sqrt{a (1 - a)},
+
+    with C its :func:`cut_contrast`, b the share of the image border's pixels inside it and a the
+    share of the image's area. A crisp outline (C) around something that does not fill the image's
+    edge (b) and is neither a speck nor most of the image (a).
+    """
+    area = graph.sizes[inside].sum() / max(graph.sizes.sum(), 1)
+    border = graph.border[inside].sum() / max(graph.border.sum(), 1)
+    return cut_contrast(graph, inside) * (1.0 - border) ** 2 * np.sqrt(area * (1.0 - area))
+
+
+def border_ordered_splits(graph: Graph, labels: np.ndarray, n_clusters: int) -> list[np.ndarray]:
+    r"""The splits of a clustering along its clusters' :math:`\mathrm{BndCon}_s`: sorted by it
+    (ties: smaller first), the first j clusters are foreground, for j = 1 .. K - 1.
+
+    Returns
+    -------
+    list of ndarray of bool, shape (n_clusters,)
+    """
+    area = np.bincount(labels, weights=graph.sizes, minlength=n_clusters)
+    score = boundary_connectivity(area, np.bincount(labels, weights=graph.border, minlength=n_clusters))
+    present = np.flatnonzero(area > 0)
+    order = present[np.lexsort((area[present], score[present]))]
+    splits = []
+    for j in range(1, len(order)):
+        foreground = np.zeros(n_clusters, bool)
+        foreground[order[:j]] = True
+        splits.append(foreground)
+    return splits
 
 
 def pixel_means(source: Graph, target: Graph, values: np.ndarray) -> np.ndarray:
@@ -268,13 +304,6 @@ def _pass_progress(progress: ProgressCallback | None, index: int, count: int) ->
 MANY_OBJECTS = 0.5
 """A foreground is many objects when no connected piece of it holds this share of its area."""
 
-ONE_OBJECT_CONTACT = 0.2
-"""Highest boundary connectivity of a foreground cluster when the foreground is one object."""
-
-ONE_OBJECT_SHARE = 0.25
-"""Least share of the foreground that the clusters under :data:`ONE_OBJECT_CONTACT` must hold."""
-
-
 def _pieces(graph: Graph, labels: np.ndarray) -> np.ndarray:
     """Connected piece of every node: the components of the touching edges within a label."""
     edges = graph.edges[labels[graph.edges[:, 0]] == labels[graph.edges[:, 1]]]
@@ -302,29 +331,21 @@ def piece_connectivity(graph: Graph, labels: np.ndarray, n_clusters: int) -> np.
     return np.bincount(cluster, area * score, n_clusters) / np.maximum(total, 1.0)
 
 
-def foreground_clusters(
-    graph: Graph, labels: np.ndarray, n_clusters: int, colour_sides: bool = False
-) -> np.ndarray:
+def many_objects(graph: Graph, inside: np.ndarray) -> bool:
+    """Whether a set of nodes is many objects: none of its connected pieces holds
+    :data:`MANY_OBJECTS` of its area."""
+    if not inside.any():
+        return False
+    piece_area = np.bincount(_pieces(graph, inside.astype(np.int64))[inside], graph.sizes[inside])
+    return bool(piece_area.max() < MANY_OBJECTS * piece_area.sum())
+
+
+def foreground_clusters(graph: Graph, labels: np.ndarray, n_clusters: int) -> np.ndarray:
     r"""Foreground clusters of a node clustering, by :func:`boundary_foreground`.
 
-    When that foreground is many objects (no connected piece holds :data:`MANY_OBJECTS` of its
-    area), the clusters are scored piece by piece instead (:func:`piece_connectivity`) and split
-    again by :func:`split_scores`: a scene of many objects (nuclei, cells, coins) is judged by its
-    objects, one of one object (a photo) by its clusters.
-
-    When it is one object, only its clusters with :math:`\mathrm{BndCon}_s` below
-    :data:`ONE_OBJECT_CONTACT` stay foreground: the split falls between the object and a
-    background near 1, and bands of trees, fences or surf crossing the image (0.2-0.6) fell on the
-    object's side. A cluster covering a quarter of the image may then touch a tenth of the border.
-    Unless those clusters hold :data:`ONE_OBJECT_SHARE` of the foreground's area, the foreground
-    stays as split: the object is then the part that touches the border (a close-up), and what
-    is under the cap only its details (a cat's eyes).
-
-    With ``colour_sides``, one k-means step between the two sides follows, in the space of the
-    node features (mean colour by default): with :math:`\bar c_s` the area-weighted mean features
-    of cluster s and :math:`m_F, m_B` those of the foreground and background sides, cluster s is
-    foreground when :math:`|\bar c_s - m_F| < |\bar c_s - m_B|`. Clusters of nuclei cut by the
-    image border score high on border contact but share the other nuclei's colour.
+    When that foreground is :func:`many_objects`, the clusters are scored piece by piece instead
+    (:func:`piece_connectivity`) and split again by :func:`split_scores`: a scene of many objects
+    (nuclei, cells, coins) is judged by its objects, one of one object (a photo) by its clusters.
 
     Returns
     -------
@@ -332,20 +353,64 @@ def foreground_clusters(
     """
     area = np.bincount(labels, weights=graph.sizes, minlength=n_clusters)
     border = np.bincount(labels, weights=graph.border, minlength=n_clusters)
-    score = boundary_connectivity(area, border)
-    foreground = split_scores(area, score)  # as boundary_foreground, with the scores kept for the cap
-    nodes = foreground[labels]
-    if nodes.any():
-        piece_area = np.bincount(_pieces(graph, nodes.astype(np.int64))[nodes], graph.sizes[nodes])
-        if piece_area.max() < MANY_OBJECTS * piece_area.sum():
-            foreground = split_scores(area, piece_connectivity(graph, labels, n_clusters))
-        else:
-            apart = foreground & (score < ONE_OBJECT_CONTACT)
-            if area[apart].sum() >= ONE_OBJECT_SHARE * area[foreground].sum():
-                foreground = apart
+    foreground = split_scores(area, boundary_connectivity(area, border))
+    if many_objects(graph, foreground[labels]):
+        foreground = split_scores(area, piece_connectivity(graph, labels, n_clusters))
+    return foreground
+
+
+def choose_foreground(graph: Graph, labelings: list[np.ndarray], n_clusters: int) -> tuple[int, np.ndarray]:
+    r"""The foreground of the foreground stage, from one or more clusterings of the same graph.
+
+    Each clustering is split by :func:`foreground_clusters`, and of those splits the one whose
+    outline has the highest :func:`cut_contrast` is kept (ties: the first clustering). When it is
+    many objects (:func:`many_objects`) it is the answer. Otherwise the scene is one object, and
+    the answer is the split with the highest :func:`outline_score` among the
+    :func:`border_ordered_splits` of every clustering: the object is then rarely all the clusters
+    below one Otsu split of the border scores (a band of trees crossing the image scores low too,
+    a close-up's object touches the border).
+
+    Parameters
+    ----------
+    labelings : list of ndarray of int, shape (n,)
+        The cluster of every node, per clustering.
+
+    Returns
+    -------
+    index : int
+        The clustering the foreground comes from.
+    foreground : ndarray of bool, shape (n_clusters,)
+        Its foreground clusters.
+    """
+    splits = [foreground_clusters(graph, labels, n_clusters) for labels in labelings]
+    contrast = [cut_contrast(graph, split[labels]) for split, labels in zip(splits, labelings)]
+    index = int(np.argmax(contrast))
+    if many_objects(graph, splits[index][labelings[index]]):
+        return index, splits[index]
+    candidates = [
+        (outline_score(graph, split[labels]), candidate, split)
+        for candidate, labels in enumerate(labelings)
+        for split in border_ordered_splits(graph, labels, n_clusters)
+    ]
+    if not candidates:
+        return index, splits[index]
+    _, index, split = max(candidates, key=lambda c: c[0])  # ties: the first
+    return index, split
+
+
+def colour_sides_step(graph: Graph, labels: np.ndarray, foreground: np.ndarray) -> np.ndarray:
+    r"""One k-means step between the two sides of a foreground decision, in the space of the node
+    features (mean colour by default): with :math:`\bar c_s` the area-weighted mean features of
+    cluster s and :math:`m_F, m_B` those of the foreground and background sides, cluster s is
+    foreground when :math:`|\bar c_s - m_F| < |\bar c_s - m_B|`. Clusters of nuclei cut by the
+    image border score high on border contact but share the other nuclei's colour. The decision
+    stays as it was when a side would be left empty.
+    """
+    n_clusters = len(foreground)
+    area = np.bincount(labels, weights=graph.sizes, minlength=n_clusters)
     present = area > 0
     background = present & ~foreground
-    if not (colour_sides and foreground.any() and background.any()):
+    if not (foreground.any() and background.any()):
         return foreground
     weighted = graph.features * graph.sizes[:, None]
     sums = np.stack([np.bincount(labels, weighted[:, f], n_clusters) for f in range(weighted.shape[1])], 1)
@@ -400,16 +465,16 @@ def foreground_stage(
     cancel: CancelCheck | None = None,
 ) -> StageResult:
     """Stage 1: cluster the whole image (``foreground_loss``, at most ``foreground_clusters``
-    clusters); the clusters weakly connected to the image border are foreground
-    (:func:`foreground_clusters`). With ``trim_frame``, a uniform frame around the image
-    (:func:`~napari_deepcut.image.content_box`) is background and the border is the frame's inside.
+    clusters); foreground clusters are those weakly connected to the image border, or for one
+    object those with the best outline (:func:`choose_foreground`). With ``trim_frame``, a uniform
+    frame around the image (:func:`~napari_deepcut.image.content_box`) is background and the
+    border is the frame's inside.
 
     With ``laplacian_features`` (network clustering only), the network clusters the graph a second
     time with its leading eigenvectors among the node features (:func:`with_laplacian_features`),
-    and of the two foregrounds the one with the higher :func:`cut_contrast` is kept. Colour alone
-    suits scenes whose objects differ in colour from all of the background (nuclei); the
-    eigenvectors, scenes where an object shares its colour with some of it (a dark horse, dark
-    trees)."""
+    and :func:`choose_foreground` picks from both clusterings. Colour alone suits scenes whose
+    objects differ in colour from all of the background (nuclei); the eigenvectors, scenes where
+    an object shares its colour with some of it (a dark horse, dark trees)."""
     start = time.perf_counter()
     if image.constant:
         return StageResult(np.zeros(image.spatial_shape, np.uint8), None, None, 0, 0.0)
@@ -430,20 +495,22 @@ def foreground_stage(
     second_pass &= graph.n_nodes > settings.laplacian_features + 1
     passes = 2 if second_pass else 1
     loss = settings.foreground_loss
-    clustering = _cluster(graph, k, True, settings, loss, "foreground", _pass_progress(progress, 0, passes), cancel)
-    is_foreground = foreground_clusters(graph, clustering.labels, k, settings.colour_sides)
-    kept = "colour"
+    clusterings = [
+        _cluster(graph, k, True, settings, loss, "foreground", _pass_progress(progress, 0, passes), cancel)
+    ]
     if second_pass:
         source = None
         if on_pixels:
             superpixels = settings.replace(nodes="superpixels", n_segments=min(settings.n_segments, graph.n_nodes))
             source = build_graph(image, superpixels, mask=inside)
         embedded = with_laplacian_features(graph, settings.laplacian_features, settings, cancel, source)
-        other = _cluster(embedded, k, True, settings, loss, "foreground", _pass_progress(progress, 1, 2), cancel)
-        other_foreground = foreground_clusters(graph, other.labels, k, settings.colour_sides)
-        contrast = cut_contrast(graph, other_foreground[other.labels])
-        if contrast > cut_contrast(graph, is_foreground[clustering.labels]):
-            clustering, is_foreground, kept = other, other_foreground, "colour + laplacian"
+        clusterings.append(
+            _cluster(embedded, k, True, settings, loss, "foreground", _pass_progress(progress, 1, 2), cancel)
+        )
+    index, is_foreground = choose_foreground(graph, [c.labels for c in clusterings], k)
+    clustering, kept = clusterings[index], ("colour", "colour + laplacian")[index]
+    if settings.colour_sides:
+        is_foreground = colour_sides_step(graph, clustering.labels, is_foreground)
     if settings.refine:
         foreground = refine_labels(graph, is_foreground[clustering.labels], image)
     else:

@@ -203,8 +203,8 @@ class Settings:
     )
     colour_sides: bool = _setting(
         False,
-        "Foreground stage: after the border rule, each cluster joins the side (foreground or "
-        "background) whose mean colour is nearer. Helps where objects touch the image border "
+        "Foreground stage: after the foreground decision, each cluster joins the side (foreground "
+        "or background) whose mean colour is nearer. Meant for objects that touch the image border "
         "(dense nuclei, cells); hurts natural photos, where background patches can match the object.",
     )
     refine: bool = _setting(
