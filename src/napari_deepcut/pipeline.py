@@ -14,7 +14,7 @@ from scipy.sparse.csgraph import connected_components
 
 from .baselines import eigengap_clusters, spectral_embedding, spectral_ncut
 from .cluster import Clustering, Progress, SegmentationCancelled, train_clustering
-from .graph import Graph, automatic_sigma, build_graph
+from .graph import Graph, automatic_sigma, build_graph, node_means
 from .image import PreparedImage, content_box, prepare_image
 from .refine import refine_labels
 from .settings import Settings, from_kwargs
@@ -261,12 +261,11 @@ def border_ordered_splits(graph: Graph, labels: np.ndarray, n_clusters: int) -> 
 
 def pixel_means(source: Graph, target: Graph, values: np.ndarray) -> np.ndarray:
     """Per-node values of ``source`` carried to the nodes of ``target`` (another graph of the same
-    image): each target node takes the mean over its pixels of their source node's value."""
-    to, of = target.node_labels.ravel(), source.node_labels.ravel()
-    both = (to >= 0) & (of >= 0)
-    to, of = to[both], of[both]
-    count = np.maximum(np.bincount(to, minlength=target.n_nodes), 1)
-    return np.stack([np.bincount(to, values[of, c], target.n_nodes) / count for c in range(values.shape[1])], 1)
+    image): each target node takes the mean over its pixels of their source node's value. One
+    column at a time, so no (pixels x columns) table is held."""
+    labels = np.where(source.node_labels >= 0, target.node_labels, -1)
+    columns = [node_means(values[source.node_labels, c], labels, target.n_nodes) for c in range(values.shape[1])]
+    return np.concatenate(columns, 1)
 
 
 def with_laplacian_features(
