@@ -147,8 +147,8 @@ class Settings:
         6,
         "Foreground stage: the network clusters the image a second time with this many leading "
         "eigenvectors of the graph (smooth across regions, sharp at their boundaries) added to "
-        "the colour of each node, and the foreground whose outline crosses stronger colour edges "
-        "is kept; 0 = colour only, one clustering.",
+        "the colour of each node; the foreground is chosen from both clusterings by its outline. "
+        "0 = colour only, one clustering (faster).",
         min=0,
         max=64,
     )
