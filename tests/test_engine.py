@@ -265,6 +265,24 @@ def test_colour_sides_brings_back_nuclei_cut_by_the_border():
     assert colour_sides_step(graph, labels, alone).tolist() == [False, True, True]
 
 
+def test_colour_sides_act_in_scenes_of_many_objects_only():
+    """Nuclei inside the field and dimmer nuclei cut by the border: the border rule leaves the cut
+    ones out; in a scene of many objects (the default, "many") they join the side of their colour.
+    One object on a background is left as decided."""
+    yy, xx = np.mgrid[:120, :120]
+    inner, cut = np.zeros((120, 120), bool), np.zeros((120, 120), bool)
+    for cy, cx in [(35, 35), (35, 85), (85, 35), (85, 85), (60, 60)]:
+        inner |= (yy - cy) ** 2 + (xx - cx) ** 2 < 9**2
+    for cy, cx in [(0, 30), (0, 90), (119, 30), (119, 90), (30, 0), (90, 0), (30, 119), (90, 119)]:
+        cut |= (yy - cy) ** 2 + (xx - cx) ** 2 < 11**2
+    rng = np.random.default_rng(0)
+    image = (np.where(inner, 0.8, np.where(cut, 0.65, 0.1)) + rng.normal(0, 0.02, inner.shape)).astype(np.float32)
+    assert iou(segment(image, colour_sides="off", **FAST).foreground, inner) > 0.95
+    assert iou(segment(image, **FAST).foreground, inner | cut) > 0.95
+    photo, _ = two_region()
+    assert np.array_equal(segment(photo, **FAST).foreground, segment(photo, colour_sides="off", **FAST).foreground)
+
+
 def test_many_objects_are_judged_piece_by_piece():
     """Nuclei (discs, some cut by the border) with bright rims around the inner ones, clustered in
     three: the nuclei cluster touches the border as much as the background does, so the cluster

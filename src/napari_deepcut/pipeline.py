@@ -508,7 +508,8 @@ def foreground_stage(
         )
     index, is_foreground = choose_foreground(graph, [c.labels for c in clusterings], k)
     clustering, kept = clusterings[index], ("colour", "colour + laplacian")[index]
-    if settings.colour_sides:
+    sides = settings.colour_sides
+    if sides == "always" or (sides == "many" and many_objects(graph, is_foreground[clustering.labels])):
         is_foreground = colour_sides_step(graph, clustering.labels, is_foreground)
     if settings.refine:
         foreground = refine_labels(graph, is_foreground[clustering.labels], image)

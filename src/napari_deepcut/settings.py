@@ -24,6 +24,7 @@ DINO_MODELS = (
 )
 DEVICES = ("auto", "cpu", "cuda", "mps")
 CLUSTERINGS = ("gnn", "spectral")
+SIDES = ("many", "always", "off")
 
 
 def _setting(default: Any, help: str, **limits: Any) -> Any:
@@ -201,11 +202,13 @@ class Settings:
         "Foreground stage: a uniform frame around the image (a scanner, screenshot or padding "
         "border) is background, and border contact is measured inside it.",
     )
-    colour_sides: bool = _setting(
-        False,
+    colour_sides: Literal["many", "always", "off"] = _setting(
+        "many",
         "Foreground stage: after the foreground decision, each cluster joins the side (foreground "
-        "or background) whose mean colour is nearer. Meant for objects that touch the image border "
-        "(dense nuclei, cells); hurts natural photos, where background patches can match the object.",
+        "or background) whose mean colour is nearer: in scenes of many objects (many; nuclei or "
+        "cells cut by the image border share the others' colour), in every scene (always; hurts "
+        "natural photos, where background patches can match the object), or never (off).",
+        choices=SIDES,
     )
     refine: bool = _setting(
         True,
