@@ -54,8 +54,7 @@ VARIANTS = [
 def largest_gap_split(area, score):
     """The former split: scores sorted (ties: smaller first) and cut at the largest gap between two."""
     area, score = np.asarray(area, float), np.asarray(score, float)
-    present = np.flatnonzero(area > 0)
-    order = present[np.lexsort((area[present], score[present]))]
+    order = pipeline.score_order(area, score)
     below = np.zeros(len(area), bool)
     if len(order) >= 2:
         below[order[: int(np.argmax(np.diff(score[order]))) + 1]] = True

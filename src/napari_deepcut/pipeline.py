@@ -171,6 +171,13 @@ def boundary_connectivity(area, border) -> np.ndarray:
     return np.divide(border / max(border.sum(), 1.0), share, out=np.zeros_like(share), where=share > 0)
 
 
+def score_order(area, score) -> np.ndarray:
+    """Indices of the segments of non-zero area, sorted by score (ties: smaller area first)."""
+    area, score = np.asarray(area), np.asarray(score)
+    present = np.flatnonzero(area > 0)
+    return present[np.lexsort((area[present], score[present]))]
+
+
 def split_scores(area, score) -> np.ndarray:
     r"""The segments below Otsu's split of their scores, with the areas as counts.
 
@@ -192,8 +199,7 @@ def split_scores(area, score) -> np.ndarray:
     """
     area = np.asarray(area, np.float64)
     score = np.asarray(score, np.float64)
-    present = np.flatnonzero(area > 0)
-    order = present[np.lexsort((area[present], score[present]))]
+    order = score_order(area, score)
     weight, score = area[order], score[order]
     below_split = np.zeros(len(area), bool)
     if len(order) < 2:
@@ -249,8 +255,7 @@ def border_ordered_splits(graph: Graph, labels: np.ndarray, n_clusters: int) -> 
     """
     area = np.bincount(labels, weights=graph.sizes, minlength=n_clusters)
     score = boundary_connectivity(area, np.bincount(labels, weights=graph.border, minlength=n_clusters))
-    present = np.flatnonzero(area > 0)
-    order = present[np.lexsort((area[present], score[present]))]
+    order = score_order(area, score)
     splits = []
     for j in range(1, len(order)):
         foreground = np.zeros(n_clusters, bool)
@@ -303,6 +308,7 @@ def _pass_progress(progress: ProgressCallback | None, index: int, count: int) ->
 MANY_OBJECTS = 0.5
 """A foreground is many objects when no connected piece of it holds this share of its area."""
 
+
 def _pieces(graph: Graph, labels: np.ndarray) -> np.ndarray:
     """Connected piece of every node: the components of the touching edges within a label."""
     edges = graph.edges[labels[graph.edges[:, 0]] == labels[graph.edges[:, 1]]]
@@ -352,7 +358,7 @@ def foreground_clusters(graph: Graph, labels: np.ndarray, n_clusters: int) -> np
     """
     area = np.bincount(labels, weights=graph.sizes, minlength=n_clusters)
     border = np.bincount(labels, weights=graph.border, minlength=n_clusters)
-    foreground = split_scores(area, boundary_connectivity(area, border))
+    foreground = boundary_foreground(area, border)
     if many_objects(graph, foreground[labels]):
         foreground = split_scores(area, piece_connectivity(graph, labels, n_clusters))
     return foreground
