@@ -44,7 +44,7 @@ VARIANTS = [
     ("nodes: pixels (<= 65,536)", {"nodes": "pixels"}),
     ("no long-range edges (touching nodes only)", {"long_range_weight": 0.0}),
     ("features: colour + texture", {"features": "texture"}),
-    ("- colour sides: for many objects, clusters no longer join the side of nearer mean colour", {"colour_sides": "off"}),
+    ("- colour sides: for many objects, nodes no longer join the side of nearer mean colour", {"colour_sides": "off"}),
     ("colour sides in every scene, one object too", {"colour_sides": "always"}),
     ("+ keep largest component", {"keep_largest": True}),
     ("+ fill holes", {"fill_holes": True}),

@@ -248,21 +248,27 @@ def test_a_frame_is_background_and_the_border_is_inside_it():
     assert (node_labels[:2] == -1).all() and (node_labels[2:-2, 2:-2] >= 0).all()  # no frame nodes
 
 
-def test_colour_sides_brings_back_nuclei_cut_by_the_border():
+def test_colour_sides_bring_back_nuclei_cut_by_the_border_and_dim_nuclei():
+    """Nuclei cut by the border (their own cluster) and dim nuclei (clustered with the background):
+    the border rule leaves both out; node by node both are nearer the nuclei's mean colour."""
     from napari_deepcut.pipeline import colour_sides_step, foreground_clusters
 
     yy, xx = np.mgrid[:96, :96]
     inner = (yy - 48) ** 2 + (xx - 48) ** 2 < 10**2
-    cut = np.zeros_like(inner)
-    for cy, cx in [(0, 20), (0, 76), (95, 20), (95, 76), (48, 0), (48, 95)]:  # nuclei cut by the edge
+    cut, dim = np.zeros_like(inner), np.zeros_like(inner)
+    for cy, cx in [(0, 20), (0, 76), (95, 20), (95, 76), (48, 0), (48, 95)]:
         cut |= (yy - cy) ** 2 + (xx - cx) ** 2 < 12**2
-    image = np.where(inner, 0.8, np.where(cut, 0.7, 0.1)).astype(np.float32)
+    for cy, cx in [(25, 30), (70, 66)]:
+        dim |= (yy - cy) ** 2 + (xx - cx) ** 2 < 8**2
+    image = np.select([inner, cut, dim], [0.8, 0.7, 0.55], 0.1).astype(np.float32)
     graph = build_graph(prepare_image(image), Settings(n_segments=300))
     share = lambda mask: np.bincount(graph.node_labels.ravel(), mask.ravel()) / graph.sizes  # noqa: E731
-    labels = np.where(share(inner) > 0.5, 1, np.where(share(cut) > 0.5, 2, 0))  # a clustering in three
+    labels = np.where(share(inner) > 0.5, 1, np.where(share(cut) > 0.5, 2, 0))  # dim nuclei in cluster 0
     alone = foreground_clusters(graph, labels, 3)
     assert alone.tolist() == [False, True, False]  # border rule alone
-    assert colour_sides_step(graph, labels, alone).tolist() == [False, True, True]
+    nuclei = share(inner | cut | dim) > 0.5
+    assert nuclei[labels == 0].any()
+    assert np.array_equal(colour_sides_step(graph, alone[labels]), nuclei)
 
 
 def test_colour_sides_act_in_scenes_of_many_objects_only():
@@ -506,6 +512,23 @@ def test_rgb_flag_reads_a_small_last_axis_as_space():
     assert prepare_image(volume).rgb
     prepared = prepare_image(volume, rgb=False)
     assert not prepared.rgb and prepared.spatial_shape == (20, 20, 3)
+
+
+def test_grey_stored_as_rgb_is_read_as_grey():
+    """Dim fluorescence saved as RGB: one channel, rescaled between its percentiles like any grey
+    image (Lab's L would squeeze its dark range); the segmentation is that of the grey image."""
+    rng = np.random.default_rng(0)
+    grey = (rng.random((40, 50)) * 30).astype(np.uint8)
+    prepared = prepare_image(np.repeat(grey[..., None], 3, -1))
+    assert not prepared.rgb and prepared.data.shape == (40, 50, 1)
+    assert np.array_equal(prepared.data, prepare_image(grey).data)
+    assert prepared.data.max() == 1.0
+    assert prepare_image(np.dstack([grey, grey, grey + 1])).rgb  # any colour keeps RGB
+    image, truth = two_region()
+    as_grey = image[..., 0]  # the object is brighter in red
+    as_rgb = np.repeat(as_grey[..., None], 3, -1)
+    assert iou(segment(as_grey, **FAST).foreground, truth) > 0.9
+    assert np.array_equal(segment(as_rgb, **FAST).foreground, segment(as_grey, **FAST).foreground)
 
 
 # --- stage 2 -----------------------------------------------------------------------------------

@@ -19,7 +19,8 @@ class PreparedImage:
         Intensities in [0, 1]: RGB scaled by its dtype's range, other channels each rescaled between
         their 1st and 99.8th percentiles.
     rgb : bool
-        Whether the channels are red, green, blue (colour features then use CIE Lab).
+        Whether the channels are red, green, blue (colour features then use CIE Lab); False for
+        grey stored as RGB, kept as one channel.
     spacing : tuple of float
         Physical size of a pixel / voxel along each spatial axis.
     constant : bool
@@ -62,6 +63,12 @@ def _percentile_rescale(channel: np.ndarray, low: float = 1.0, high: float = 99.
     return np.clip((channel.astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)
 
 
+def _equal_channels(array: np.ndarray) -> bool:
+    """Whether the last axis's channels are equal everywhere (a grey image stored as RGB)."""
+    first = array[..., 0]
+    return all(np.array_equal(first, array[..., c]) for c in range(1, array.shape[-1]))
+
+
 def prepare_image(
     image, channel_axis: int | None = None, spacing=None, rgb: bool | None = None
 ) -> PreparedImage:
@@ -78,7 +85,8 @@ def prepare_image(
         Pixel / voxel size per spatial axis (e.g. a napari layer's ``scale``); default all 1.
     rgb : bool, optional
         Force (or forbid) reading the channel axis as RGB(A). Default: RGB when the channel axis
-        has length 3 or 4 and was guessed, or was given with length 3 or 4 and dtype uint8.
+        has length 3 or 4 and was guessed, or was given with length 3 or 4 and dtype uint8. An
+        RGB image whose channels are equal everywhere is grey: one channel, rescaled as such.
 
     Raises
     ------
@@ -114,6 +122,11 @@ def prepare_image(
         raise ValueError(f"an RGB(A) image needs 3 or 4 channels, got {array.shape[-1]}")
     if rgb and array.shape[-1] == 4:
         array = array[..., :3]  # alpha carries no colour
+    if rgb and _equal_channels(array):
+        # Grey stored as RGB (microscopy exports, screenshots): its intensity is rescaled like any
+        # grey channel, where Lab's L would squeeze the dark range (L is linear in the luminance
+        # below 0.9 %, about sRGB 25 / 255), in which dim fluorescence lies.
+        array, rgb = array[..., :1], False
 
     spatial = array.shape[:-1]
     if len(spatial) > 3:

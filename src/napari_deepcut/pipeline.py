@@ -403,27 +403,33 @@ def choose_foreground(graph: Graph, labelings: list[np.ndarray], n_clusters: int
     return index, split
 
 
-def colour_sides_step(graph: Graph, labels: np.ndarray, foreground: np.ndarray) -> np.ndarray:
-    r"""One k-means step between the two sides of a foreground decision, in the space of the node
-    features (mean colour by default): with :math:`\bar c_s` the area-weighted mean features of
-    cluster s and :math:`m_F, m_B` those of the foreground and background sides, cluster s is
-    foreground when :math:`|\bar c_s - m_F| < |\bar c_s - m_B|`. Clusters of nuclei cut by the
-    image border score high on border contact but share the other nuclei's colour. The decision
-    stays as it was when a side would be left empty.
+def colour_sides_step(graph: Graph, inside: np.ndarray) -> np.ndarray:
+    r"""One k-means step between the two sides of a foreground decision, node by node, in the
+    space of the node features (mean colour by default): with :math:`m_F, m_B` the area-weighted
+    mean features of the foreground and background nodes, node i is foreground when
+
+    .. math:: |c_i - m_F| < |c_i - m_B| .
+
+    Nuclei cut by the image border score high on border contact but share the other nuclei's
+    colour; dim nuclei fall in a cluster with the background, yet their nodes are nearer the
+    nuclei's mean. The decision stays as it was when a side would be left empty.
+
+    Parameters
+    ----------
+    inside : ndarray of bool, shape (n,)
+        The foreground decision, per node.
+
+    Returns
+    -------
+    ndarray of bool, shape (n,)
     """
-    n_clusters = len(foreground)
-    area = np.bincount(labels, weights=graph.sizes, minlength=n_clusters)
-    present = area > 0
-    background = present & ~foreground
-    if not (foreground.any() and background.any()):
-        return foreground
-    weighted = graph.features * graph.sizes[:, None]
-    sums = np.stack([np.bincount(labels, weighted[:, f], n_clusters) for f in range(weighted.shape[1])], 1)
-    means = sums / np.maximum(area, 1)[:, None]
-    centre_f = np.average(means[foreground], 0, area[foreground])
-    centre_b = np.average(means[background], 0, area[background])
-    moved = present & (((means - centre_f) ** 2).sum(1) < ((means - centre_b) ** 2).sum(1))
-    return moved if moved.any() and (present & ~moved).any() else foreground
+    if inside.all() or not inside.any():
+        return inside
+    features = graph.features.astype(np.float64)
+    centre_f = np.average(features[inside], 0, graph.sizes[inside])
+    centre_b = np.average(features[~inside], 0, graph.sizes[~inside])
+    moved = ((features - centre_f) ** 2).sum(1) < ((features - centre_b) ** 2).sum(1)
+    return moved if moved.any() and not moved.all() else inside
 
 
 def clean_foreground(mask: np.ndarray, keep_largest: bool, fill_holes: bool) -> np.ndarray:
@@ -514,13 +520,14 @@ def foreground_stage(
         )
     index, is_foreground = choose_foreground(graph, [c.labels for c in clusterings], k)
     clustering, kept = clusterings[index], ("colour", "colour + laplacian")[index]
+    on_foreground = is_foreground[clustering.labels]  # per node
     sides = settings.colour_sides
-    if sides == "always" or (sides == "many" and many_objects(graph, is_foreground[clustering.labels])):
-        is_foreground = colour_sides_step(graph, clustering.labels, is_foreground)
+    if sides == "always" or (sides == "many" and many_objects(graph, on_foreground)):
+        on_foreground = colour_sides_step(graph, on_foreground)
     if settings.refine:
-        foreground = refine_labels(graph, is_foreground[clustering.labels], image)
+        foreground = refine_labels(graph, on_foreground, image)
     else:
-        foreground = graph.to_image(is_foreground[clustering.labels], fill=False)
+        foreground = graph.to_image(on_foreground, fill=False)
     foreground = clean_foreground(foreground, settings.keep_largest, settings.fill_holes)
     n_found = len(np.unique(clustering.labels))
     seconds = time.perf_counter() - start

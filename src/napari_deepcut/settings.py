@@ -204,10 +204,11 @@ class Settings:
     )
     colour_sides: Literal["many", "always", "off"] = _setting(
         "many",
-        "Foreground stage: after the foreground decision, each cluster joins the side (foreground "
+        "Foreground stage: after the foreground decision, each node joins the side (foreground "
         "or background) whose mean colour is nearer: in scenes of many objects (many; nuclei or "
-        "cells cut by the image border share the others' colour), in every scene (always; hurts "
-        "natural photos, where background patches can match the object), or never (off).",
+        "cells cut by the image border, or dim ones, share the others' colour), in every scene "
+        "(always; hurts natural photos, where background patches can match the object), or never "
+        "(off).",
         choices=SIDES,
     )
     refine: bool = _setting(
