@@ -515,15 +515,19 @@ def test_rgb_flag_reads_a_small_last_axis_as_space():
 
 
 def test_grey_stored_as_rgb_is_read_as_grey():
-    """Dim fluorescence saved as RGB: one channel, rescaled between its percentiles like any grey
-    image (Lab's L would squeeze its dark range); the segmentation is that of the grey image."""
+    """Dim fluorescence saved as RGB, grey or in green: one channel, rescaled between its
+    percentiles like any grey image (Lab's L would squeeze its dark range); the segmentation is
+    that of the grey image."""
     rng = np.random.default_rng(0)
     grey = (rng.random((40, 50)) * 30).astype(np.uint8)
-    prepared = prepare_image(np.repeat(grey[..., None], 3, -1))
-    assert not prepared.rgb and prepared.data.shape == (40, 50, 1)
-    assert np.array_equal(prepared.data, prepare_image(grey).data)
-    assert prepared.data.max() == 1.0
+    black = np.zeros_like(grey)
+    for stored in (np.dstack([grey, grey, grey]), np.dstack([black, grey, black]), np.dstack([grey, grey, black])):
+        prepared = prepare_image(stored)
+        assert not prepared.rgb and prepared.data.shape == (40, 50, 1)
+        assert np.array_equal(prepared.data, prepare_image(grey).data)
+    assert prepare_image(grey).data.max() == 1.0
     assert prepare_image(np.dstack([grey, grey, grey + 1])).rgb  # any colour keeps RGB
+    assert prepare_image(np.dstack([grey, grey // 2, black])).rgb
     image, truth = two_region()
     as_grey = image[..., 0]  # the object is brighter in red
     as_rgb = np.repeat(as_grey[..., None], 3, -1)

@@ -20,7 +20,7 @@ class PreparedImage:
         their 1st and 99.8th percentiles.
     rgb : bool
         Whether the channels are red, green, blue (colour features then use CIE Lab); False for
-        grey stored as RGB, kept as one channel.
+        grey or one colour's shades stored as RGB, kept as one channel.
     spacing : tuple of float
         Physical size of a pixel / voxel along each spatial axis.
     constant : bool
@@ -63,10 +63,15 @@ def _percentile_rescale(channel: np.ndarray, low: float = 1.0, high: float = 99.
     return np.clip((channel.astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)
 
 
-def _equal_channels(array: np.ndarray) -> bool:
-    """Whether the last axis's channels are equal everywhere (a grey image stored as RGB)."""
-    first = array[..., 0]
-    return all(np.array_equal(first, array[..., c]) for c in range(1, array.shape[-1]))
+def _grey_channel(array: np.ndarray) -> int | None:
+    """The channel holding the one signal of a colour image whose channels that vary are equal
+    everywhere: grey stored as RGB, or shades of one colour (a fluorescence channel in green);
+    None for a colour image."""
+    varying = [c for c in range(array.shape[-1]) if array[..., c].min() != array[..., c].max()]
+    if not varying:
+        return None
+    first = array[..., varying[0]]
+    return varying[0] if all(np.array_equal(first, array[..., c]) for c in varying[1:]) else None
 
 
 def prepare_image(
@@ -86,7 +91,8 @@ def prepare_image(
     rgb : bool, optional
         Force (or forbid) reading the channel axis as RGB(A). Default: RGB when the channel axis
         has length 3 or 4 and was guessed, or was given with length 3 or 4 and dtype uint8. An
-        RGB image whose channels are equal everywhere is grey: one channel, rescaled as such.
+        RGB image whose varying channels are equal everywhere (grey, or shades of one colour) is
+        read as that one channel, rescaled as grey.
 
     Raises
     ------
@@ -122,11 +128,12 @@ def prepare_image(
         raise ValueError(f"an RGB(A) image needs 3 or 4 channels, got {array.shape[-1]}")
     if rgb and array.shape[-1] == 4:
         array = array[..., :3]  # alpha carries no colour
-    if rgb and _equal_channels(array):
-        # Grey stored as RGB (microscopy exports, screenshots): its intensity is rescaled like any
-        # grey channel, where Lab's L would squeeze the dark range (L is linear in the luminance
-        # below 0.9 %, about sRGB 25 / 255), in which dim fluorescence lies.
-        array, rgb = array[..., :1], False
+    signal = _grey_channel(array) if rgb else None
+    if signal is not None:
+        # Grey stored as RGB (microscopy exports, screenshots) or one colour's shades: the signal
+        # is rescaled like any grey channel, where Lab's L would squeeze the dark range (L is
+        # linear in the luminance below 0.9 %, about sRGB 25 / 255), in which dim fluorescence lies.
+        array, rgb = array[..., signal : signal + 1], False
 
     spatial = array.shape[:-1]
     if len(spatial) > 3:
