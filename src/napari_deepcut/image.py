@@ -132,7 +132,7 @@ def prepare_image(
     if signal is not None:
         # Grey stored as RGB (microscopy exports, screenshots) or one colour's shades: the signal
         # is rescaled like any grey channel, where Lab's L would squeeze the dark range (L is
-        # linear in the luminance below 0.9 %, about sRGB 25 / 255), in which dim fluorescence lies.
+        # linear in the luminance below 0.9 %, about sRGB 23 / 255), in which dim fluorescence lies.
         array, rgb = array[..., signal : signal + 1], False
 
     spatial = array.shape[:-1]
