@@ -28,6 +28,8 @@ VARIANTS = [
     ("3 Laplacian eigenvectors (not 6)", {"laplacian_features": 3}),
     ("12 Laplacian eigenvectors (not 6)", {"laplacian_features": 12}),
     ("- edge refinement", {"refine": False}),
+    ("- background levelling (grey / multichannel scenes of many objects under uneven light)", {"level_background": False}),
+    ("- denoising before edge refinement (noisy images only)", {"refine_denoise": False}),
     ("- frame trimming", {"trim_frame": False}),
     ("- outline choice: the border split of the clustering with the stronger outline", {"patch": {"choose_foreground": "border"}}),
     ("- outline choice, fast preset (colour only)", {"laplacian_features": 0, "patch": {"choose_foreground": "border"}}),

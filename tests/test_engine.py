@@ -289,6 +289,79 @@ def test_colour_sides_act_in_scenes_of_many_objects_only():
     assert np.array_equal(segment(photo, **FAST).foreground, segment(photo, colour_sides="off", **FAST).foreground)
 
 
+def vignetted_field(seed=0, size=160):
+    """Nuclei on a grid under an off-centre lamp: those in the far corner are dimmer than the
+    background near the lamp. (float image, bool truth)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    truth = np.zeros((size, size), bool)
+    for cy in range(14, size, 32):
+        for cx in range(14, size, 32):
+            truth |= (yy - cy - rng.integers(-4, 5)) ** 2 + (xx - cx - rng.integers(-4, 5)) ** 2 < 7**2
+    lamp = np.exp(-((yy - 0.3 * size) ** 2 + (xx - 0.3 * size) ** 2) / (0.35 * size) ** 2)
+    image = 0.05 + 0.3 * lamp + truth * (0.2 + 0.6 * lamp) + rng.normal(0, 0.01, truth.shape)
+    return image.astype(np.float32), truth
+
+
+def test_uneven_background_is_levelled_and_the_stage_runs_again():
+    """Under an off-centre lamp one threshold cannot hold: the far nuclei are darker than the lit
+    background. Levelled, every nucleus is found; an evenly lit field is segmented once."""
+    image, truth = vignetted_field()
+    once = segment(image, level_background=False, **FAST)
+    levelled = segment(image, **FAST)
+    assert iou(once.foreground, truth) < 0.7
+    assert iou(levelled.foreground, truth) > 0.95
+    assert levelled.metadata()["foreground"]["background_levelled"] > 0.1
+    even = np.where(truth, 0.8, 0.1) + np.random.default_rng(0).normal(0, 0.01, truth.shape)
+    result = segment(even.astype(np.float32), **FAST)
+    assert iou(result.foreground, truth) > 0.95
+    assert "background_levelled" not in result.metadata()["foreground"]
+    assert np.array_equal(result.foreground, segment(even.astype(np.float32), level_background=False, **FAST).foreground)
+
+
+def test_level_background_measures_the_background_only():
+    """A large bright cell over a third of a field lit unevenly: the background surface comes from
+    the pixels around it, so the cell keeps its contrast while the background is made flat; RGB
+    and an evenly lit field are left alone."""
+    from napari_deepcut.image import level_background
+
+    yy, xx = np.mgrid[:160, :160]
+    cell = (yy - 80) ** 2 + (xx - 70) ** 2 < 52**2
+    ramp = 0.4 * xx / 159
+    prepared = prepare_image((0.1 + ramp + 0.5 * cell).astype(np.float32))
+    levelled, unevenness = level_background(prepared, cell)
+    assert unevenness > 0.5
+    data = levelled.data[..., 0]
+    far = ~np.isin(np.indices(cell.shape)[1], range(15, 130))  # away from the cell's dilated edge
+    assert np.ptp(np.percentile(data[~cell & far], [5, 95])) < 0.1  # flat background
+    assert data[cell].mean() - data[~cell].mean() > 0.6  # the cell keeps its step
+    flat = prepare_image((0.1 + 0.5 * cell).astype(np.float32))
+    assert level_background(flat, cell)[0] is None
+    rgb = prepare_image(np.stack([(255 * (0.1 + ramp + 0.5 * cell)).astype(np.uint8), np.zeros_like(cell, np.uint8), 255 * cell.astype(np.uint8)], -1))
+    assert level_background(rgb, cell) == (None, 0.0)
+
+
+def test_refinement_smooths_noisy_images_only():
+    """Noise is measured from neighbouring pixels' differences; refinement smooths just enough for
+    noise under a sixth of the step between the sides' means, and not at all on clean images."""
+    from napari_deepcut.refine import denoising_sigma, noise_level
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:128, :128]
+    truth = (yy - 64) ** 2 + (xx - 64) ** 2 < 36**2
+    for sigma in (0.02, 0.1):
+        noisy = (0.2 + 0.5 * truth + rng.normal(0, sigma, truth.shape))[..., None]
+        assert noise_level(noisy) == pytest.approx(sigma, rel=0.1)
+    assert denoising_sigma(0.02, 0.5, 2) == 0.0
+    assert 0.0 < denoising_sigma(0.1, 0.5, 2) < denoising_sigma(0.2, 0.5, 2)
+    image = (0.3 + 0.3 * truth + rng.normal(0, 0.12, truth.shape)).astype(np.float32)
+    plain = segment(image, refine_denoise=False, **FAST).foreground
+    smoothed = segment(image, **FAST).foreground
+    assert iou(smoothed, truth) > iou(plain, truth) + 0.03
+    clean = (0.3 + 0.3 * truth + rng.normal(0, 0.01, truth.shape)).astype(np.float32)
+    assert np.array_equal(segment(clean, **FAST).foreground, segment(clean, refine_denoise=False, **FAST).foreground)
+
+
 def test_many_objects_are_judged_piece_by_piece():
     """Nuclei (discs, some cut by the border) with bright rims around the inner ones, clustered in
     three: the nuclei cluster touches the border as much as the background does, so the cluster

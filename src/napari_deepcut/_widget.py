@@ -68,6 +68,7 @@ FOREGROUND_ONLY = (
     "laplacian_features",
     "trim_frame",
     "colour_sides",
+    "level_background",
     "keep_largest",
     "fill_holes",
 )

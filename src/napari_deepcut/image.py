@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+from scipy import ndimage
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,93 @@ def prepare_image(
     else:
         data = np.stack([_percentile_rescale(array[..., c]) for c in range(array.shape[-1])], -1)
     return PreparedImage(data=np.ascontiguousarray(data, np.float32), rgb=bool(rgb), spacing=spacing, constant=constant)
+
+
+def _block_quantile(values: np.ndarray, keep: np.ndarray, block: tuple[int, ...], q: float) -> np.ndarray:
+    """The q-th percentile of the kept pixels of each block (``block`` pixels per axis, the last
+    blocks padded); NaN for a block whose pixels are under a tenth kept."""
+    grid = [-(-s // b) for s, b in zip(values.shape, block)]
+    padded = np.pad(np.where(keep, values, np.nan), [(0, g * b - s) for g, b, s in zip(grid, block, values.shape)],
+                    constant_values=np.nan)
+    n = values.ndim
+    tiles = padded.reshape([v for g, b in zip(grid, block) for v in (g, b)])
+    tiles = tiles.transpose([*range(0, 2 * n, 2), *range(1, 2 * n, 2)]).reshape(*grid, -1)
+    enough = np.isfinite(tiles).mean(-1) >= 0.1
+    with warnings.catch_warnings():  # all-NaN blocks
+        warnings.simplefilter("ignore", RuntimeWarning)
+        quantile = np.nanpercentile(tiles, q, axis=-1)
+    return np.where(enough, quantile, np.nan)
+
+
+def level_background(
+    image: PreparedImage,
+    foreground: np.ndarray,
+    block_fraction: float = 0.1,
+    quantile: float = 25.0,
+    min_unevenness: float = 0.1,
+) -> tuple[PreparedImage | None, float]:
+    r"""Subtract an uneven background (vignetting, an off-centre lamp, autofluorescence that
+    varies across the field), estimated from the pixels of a first foreground decision.
+
+    The image is cut into blocks about ``block_fraction`` of its diagonal long (in physical units,
+    so anisotropic voxels get fewer planes per block). In each block, the background level is the
+    ``quantile``-th percentile of its background pixels: those outside ``foreground`` dilated by
+    two pixels (an object's blurred rim is not background), so large objects are never taken for
+    background, and dim objects the first decision missed weigh less than in a mean. Blocks that
+    are mostly foreground take the level of their neighbours by normalised convolution,
+    :math:`b = G * (m\,v) / G * m` (Gaussian G one block wide, m = 1 where a block has a level
+    v). The levels are interpolated linearly to every pixel.
+
+    The background is uneven when the spread of that surface (its 5th to 95th percentile, over
+    the channels) is at least ``min_unevenness`` times the step between the foreground and
+    background means,
+
+    .. math:: U = \frac{|b_{95} - b_{5}|}{|\bar x_F - \bar x_B|}.
+
+    Parameters
+    ----------
+    image : PreparedImage
+        Grey or multichannel (not RGB: its colours are read in Lab).
+    foreground : ndarray of bool
+        A first foreground decision, the image's spatial shape.
+
+    Returns
+    -------
+    levelled : PreparedImage or None
+        The image minus its background surface, each channel rescaled between its 1st and 99.8th
+        percentiles again; None when the background is even, or too little of it is left.
+    unevenness : float
+        U (0 when it could not be measured).
+    """
+    data = image.data
+    shape = image.spatial_shape
+    background = ~ndimage.binary_dilation(foreground, iterations=2)
+    if image.rgb or background.mean() < 0.05 or not foreground.any():
+        return None, 0.0
+    spacing = np.asarray(image.spacing, float)
+    diagonal = float(np.sqrt(np.sum((np.asarray(shape) * spacing) ** 2)))
+    block = tuple(int(min(n, max(2, round(block_fraction * diagonal / a)))) for n, a in zip(shape, spacing))
+    surfaces = []
+    for channel in np.moveaxis(data, -1, 0):
+        levels = _block_quantile(channel, background, block, quantile)
+        known = np.isfinite(levels)
+        weight = ndimage.gaussian_filter(known.astype(float), 1.0, mode="nearest")
+        total = ndimage.gaussian_filter(np.where(known, levels, 0.0), 1.0, mode="nearest")
+        filled = np.divide(total, weight, out=np.full_like(total, np.nan), where=weight > 1e-3)
+        filled[np.isnan(filled)] = np.nanmedian(levels)  # far from any measured block
+        levels = np.where(known, levels, filled)
+        # grid_mode: block centres land on the centres of their pixels (a ramp stays a ramp)
+        surface = ndimage.zoom(levels, block, order=1, mode="nearest", grid_mode=True)
+        surfaces.append(surface[tuple(slice(0, n) for n in shape)])
+    surface = np.stack(surfaces, -1).astype(np.float32)
+    spread = np.percentile(surface.reshape(-1, surface.shape[-1]), [5, 95], axis=0)
+    step = data[foreground].mean(0) - data[background].mean(0)
+    unevenness = float(np.linalg.norm(spread[1] - spread[0]) / max(np.linalg.norm(step), 1e-6))
+    if unevenness < min_unevenness:
+        return None, unevenness
+    levelled = data - surface
+    levelled = np.stack([_percentile_rescale(levelled[..., c]) for c in range(levelled.shape[-1])], -1)
+    return dataclasses.replace(image, data=np.ascontiguousarray(levelled, np.float32)), unevenness
 
 
 def content_box(

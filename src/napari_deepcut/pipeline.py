@@ -15,7 +15,7 @@ from scipy.sparse.csgraph import connected_components
 from .baselines import eigengap_clusters, spectral_embedding, spectral_ncut
 from .cluster import Clustering, Progress, SegmentationCancelled, train_clustering
 from .graph import Graph, automatic_sigma, build_graph, node_means
-from .image import PreparedImage, content_box, prepare_image
+from .image import PreparedImage, content_box, level_background, prepare_image
 from .refine import refine_labels
 from .settings import Settings, from_kwargs
 
@@ -43,6 +43,9 @@ class StageResult:
     kept : str
         Foreground stage: which clustering was kept, ``"colour"`` or ``"colour + laplacian"``
         (see :func:`foreground_stage`); empty otherwise.
+    background_unevenness : float
+        Foreground stage: the unevenness of the background that was levelled before the stage ran
+        a second time (:func:`~napari_deepcut.image.level_background`); 0 when it ran once.
     """
 
     labels: np.ndarray
@@ -51,6 +54,7 @@ class StageResult:
     n_clusters: int
     seconds: float
     kept: str = ""
+    background_unevenness: float = 0.0
 
 
 @dataclass
@@ -97,6 +101,8 @@ def run_metadata(settings: Settings, *stages: StageResult | None) -> dict:
             }
             if stage.kept:
                 info[name]["clustering_kept"] = stage.kept
+            if stage.background_unevenness:
+                info[name]["background_levelled"] = round(stage.background_unevenness, 3)
     return info
 
 
@@ -485,10 +491,29 @@ def foreground_stage(
     time with its leading eigenvectors among the node features (:func:`with_laplacian_features`),
     and :func:`choose_foreground` picks from both clusterings. Colour alone suits scenes whose
     objects differ in colour from all of the background (nuclei); the eigenvectors, scenes where
-    an object shares its colour with some of it (a dark horse, dark trees)."""
+    an object shares its colour with some of it (a dark horse, dark trees).
+
+    With ``level_background``, a grey or multichannel scene of many objects whose background
+    turns out uneven is segmented a second time with that background subtracted
+    (:func:`~napari_deepcut.image.level_background`): objects in the dim corners of a vignetted
+    field then stand out as much as those in its bright centre."""
     start = time.perf_counter()
     if image.constant:
         return StageResult(np.zeros(image.spatial_shape, np.uint8), None, None, 0, 0.0)
+    result, many = _foreground_pass(image, settings, progress, cancel, "foreground")
+    if settings.level_background and many:
+        levelled, unevenness = level_background(image, result.labels.astype(bool))
+        if levelled is not None:
+            result, _ = _foreground_pass(levelled, settings, progress, cancel, "foreground, background levelled")
+            result.background_unevenness = unevenness
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _foreground_pass(
+    image: PreparedImage, settings: Settings, progress, cancel, stage: str
+) -> tuple[StageResult, bool]:
+    """One run of the foreground stage on ``image``; also whether its foreground is many objects."""
     inside = None
     if settings.trim_frame:
         box = content_box(image)
@@ -507,7 +532,7 @@ def foreground_stage(
     passes = 2 if second_pass else 1
     loss = settings.foreground_loss
     clusterings = [
-        _cluster(graph, k, True, settings, loss, "foreground", _pass_progress(progress, 0, passes), cancel)
+        _cluster(graph, k, True, settings, loss, stage, _pass_progress(progress, 0, passes), cancel)
     ]
     if second_pass:
         source = None
@@ -516,22 +541,23 @@ def foreground_stage(
             source = build_graph(image, superpixels, mask=inside)
         embedded = with_laplacian_features(graph, settings.laplacian_features, settings, cancel, source)
         clusterings.append(
-            _cluster(embedded, k, True, settings, loss, "foreground", _pass_progress(progress, 1, 2), cancel)
+            _cluster(embedded, k, True, settings, loss, stage, _pass_progress(progress, 1, 2), cancel)
         )
     index, is_foreground = choose_foreground(graph, [c.labels for c in clusterings], k)
     clustering, kept = clusterings[index], ("colour", "colour + laplacian")[index]
     on_foreground = is_foreground[clustering.labels]  # per node
+    many = many_objects(graph, on_foreground)
     sides = settings.colour_sides
-    if sides == "always" or (sides == "many" and many_objects(graph, on_foreground)):
+    if sides == "always" or (sides == "many" and many):
         on_foreground = colour_sides_step(graph, on_foreground)
     if settings.refine:
-        foreground = refine_labels(graph, on_foreground, image)
+        foreground = refine_labels(graph, on_foreground, image, denoise=settings.refine_denoise)
     else:
         foreground = graph.to_image(on_foreground, fill=False)
     foreground = clean_foreground(foreground, settings.keep_largest, settings.fill_holes)
     n_found = len(np.unique(clustering.labels))
-    seconds = time.perf_counter() - start
-    return StageResult(foreground.astype(np.uint8), graph, clustering, n_found, seconds, kept)
+    result = StageResult(foreground.astype(np.uint8), graph, clustering, n_found, 0.0, kept)
+    return result, many_objects(graph, on_foreground)
 
 
 def parts_stage(
@@ -576,7 +602,7 @@ def parts_stage(
     clustering = _cluster(graph, k, parts == "auto", settings, settings.loss, "parts", progress, cancel, k_graph)
     clusters = clustering.labels + 1  # 0 stays "no part"
     if settings.refine:
-        clusters = refine_labels(graph, clusters, image)
+        clusters = refine_labels(graph, clusters, image, denoise=settings.refine_denoise)
     else:
         clusters = graph.to_image(clusters, fill=0)
     clusters[~mask] = 0  # pixel blocks may straddle the mask's edge

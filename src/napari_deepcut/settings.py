@@ -211,11 +211,23 @@ class Settings:
         "(off).",
         choices=SIDES,
     )
+    level_background: bool = _setting(
+        True,
+        "Foreground stage, grey and multichannel images: when the foreground is many objects and "
+        "the background around them is uneven (vignetting, an off-centre lamp), that background, "
+        "measured on the pixels found to be background, is subtracted and the stage runs again.",
+    )
     refine: bool = _setting(
         True,
         "Post-processing (both stages): pixels of nodes on an edge between foreground and "
         "background, or between parts, are re-decided by k-means on colour among their node and "
         "the touching ones (pixel-accurate edges from superpixels or pixel blocks).",
+    )
+    refine_denoise: bool = _setting(
+        True,
+        "Edge refinement on noisy images: the colours compared are first smoothed by the "
+        "narrowest Gaussian that leaves noise under a sixth of the step between the sides' mean "
+        "colours (clean images are used as they are).",
     )
     keep_largest: bool = _setting(
         False, "Post-processing: keep only the largest foreground component."
