@@ -352,8 +352,10 @@ def test_refinement_smooths_noisy_images_only():
     for sigma in (0.02, 0.1):
         noisy = (0.2 + 0.5 * truth + rng.normal(0, sigma, truth.shape))[..., None]
         assert noise_level(noisy) == pytest.approx(sigma, rel=0.1)
-    assert denoising_sigma(0.02, 0.5, 2) == 0.0
-    assert 0.0 < denoising_sigma(0.1, 0.5, 2) < denoising_sigma(0.2, 0.5, 2)
+    assert denoising_sigma(0.02, 0.5, (1.0, 1.0)) == (0.0, 0.0)
+    assert 0.0 < denoising_sigma(0.1, 0.5, (1.0, 1.0))[0] < denoising_sigma(0.2, 0.5, (1.0, 1.0))[0]
+    z, y, x = denoising_sigma(0.2, 0.5, (2.0, 1.0, 1.0))  # the same physical width on every axis
+    assert z == pytest.approx(y / 2) and y == x > 0
     image = (0.3 + 0.3 * truth + rng.normal(0, 0.12, truth.shape)).astype(np.float32)
     plain = segment(image, refine_denoise=False, **FAST).foreground
     smoothed = segment(image, **FAST).foreground

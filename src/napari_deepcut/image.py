@@ -239,6 +239,8 @@ def level_background(
     for channel in np.moveaxis(data, -1, 0):
         levels = _block_quantile(channel, background, block, quantile)
         known = np.isfinite(levels)
+        if not known.any():  # the background is scattered thin over every block
+            return None, 0.0
         weight = ndimage.gaussian_filter(known.astype(float), 1.0, mode="nearest")
         total = ndimage.gaussian_filter(np.where(known, levels, 0.0), 1.0, mode="nearest")
         filled = np.divide(total, weight, out=np.full_like(total, np.nan), where=weight > 1e-3)

@@ -34,13 +34,14 @@ def noise_level(colour: np.ndarray) -> float:
     r"""Standard deviation of pixel noise, from differences of neighbouring pixels along the last
     spatial axis: :math:`\hat\sigma_c = \mathrm{MAD}(\Delta x_c) / (0.6745 \sqrt 2)` per channel
     (edges are few, so the median skips them), combined as :math:`\sqrt{\sum_c \hat\sigma_c^2}`."""
-    step = np.diff(colour, axis=-2).reshape(-1, colour.shape[-1])
-    step = step[:: max(1, len(step) // 1_000_000)]  # a strided sample is as robust, and fast
+    lines = colour.reshape(-1, *colour.shape[-2:])  # (lines, pixels along the last axis, C)
+    lines = lines[:: max(1, lines.size // 4_000_000)]  # evenly spaced lines: as robust, and fast
+    step = np.diff(lines, axis=1).reshape(-1, colour.shape[-1])
     mad = np.median(np.abs(step - np.median(step, 0)), 0)
     return float(np.linalg.norm(mad / (0.6745 * np.sqrt(2.0))))
 
 
-def denoising_sigma(noise: float, step: float, ndim: int, margin: float = 6.0) -> float:
+def denoising_sigma(noise: float, step: float, spacing: tuple[float, ...], margin: float = 6.0) -> tuple[float, ...]:
     r"""The narrowest Gaussian of :data:`SIGMAS` after which the noise left is at most
     ``1 / margin`` of the step between two labels' mean colours,
 
@@ -48,17 +49,26 @@ def denoising_sigma(noise: float, step: float, ndim: int, margin: float = 6.0) -
 
     with :math:`\|g_s\|_2` the factor by which a Gaussian of width s scales white noise. With six,
     a pixel is put on the wrong side of the midpoint between two means with probability
-    :math:`\Phi(-3) \approx 0.1 \%`. 0 (no smoothing) when the image is clean enough as it is;
-    the widest when none suffices.
+    :math:`\Phi(-3) \approx 0.1 \%`. The width is in units of the finest pixel spacing, so
+    anisotropic voxels are smoothed over the same physical distance along every axis.
+
+    Returns
+    -------
+    tuple of float
+        Gaussian width per spatial axis, in pixels: all 0 (no smoothing) when the image is clean
+        enough as it is; the widest of :data:`SIGMAS` when none suffices.
     """
+    spacing = np.asarray(spacing, float)
+    relative = spacing.min() / spacing
     if noise <= step / margin:
-        return 0.0
+        return (0.0,) * len(spacing)
     for sigma in SIGMAS:
-        impulse = np.zeros((2 * int(np.ceil(4 * sigma)) + 1,) * ndim)
-        impulse[(len(impulse) // 2,) * ndim] = 1.0
-        if noise * np.linalg.norm(ndimage.gaussian_filter(impulse, sigma)) <= step / margin:
-            return sigma
-    return SIGMAS[-1]
+        widths = sigma * relative
+        impulse = np.zeros([2 * int(np.ceil(4 * w)) + 1 for w in widths])
+        impulse[tuple(n // 2 for n in impulse.shape)] = 1.0
+        if noise * np.linalg.norm(ndimage.gaussian_filter(impulse, widths)) <= step / margin:
+            break
+    return tuple(float(w) for w in sigma * relative)
 
 
 def refine_labels(
@@ -115,9 +125,10 @@ def refine_labels(
     flat = graph.node_labels.ravel()
     full = image.colour
     if denoise:
-        sigma = denoising_sigma(noise_level(full), _smallest_step(full, flat, label_of_node, n_labels), full.ndim - 1)
-        if sigma:
-            full = ndimage.gaussian_filter(full, [sigma] * (full.ndim - 1) + [0])
+        step = _smallest_step(full, flat, label_of_node, n_labels)
+        widths = denoising_sigma(noise_level(full), step, image.spacing)
+        if any(widths):
+            full = ndimage.gaussian_filter(full, [*widths, 0])
     pixels = np.flatnonzero(np.where(flat >= 0, involved[flat], False))
     node = flat[pixels]
     colour = full.reshape(flat.size, -1)[pixels]
@@ -152,9 +163,9 @@ def _smallest_step(colour: np.ndarray, flat: np.ndarray, label_of_node: np.ndarr
     """The smallest distance between the mean colours of two labels, over the graph's pixels."""
     inside = flat >= 0
     label = label_of_node[flat[inside]]
-    table = colour.reshape(flat.size, -1)[inside]
     count = np.maximum(np.bincount(label, minlength=n_labels), 1)
-    mean = np.stack([np.bincount(label, table[:, c], n_labels) for c in range(table.shape[1])], 1) / count[:, None]
+    channels = colour.reshape(flat.size, -1).T
+    mean = np.stack([np.bincount(label, channel[inside], n_labels) for channel in channels], 1) / count[:, None]
     distance = np.sqrt(((mean[:, None] - mean[None]) ** 2).sum(-1))
     distance = distance[distance > 0]
     return float(distance.min()) if len(distance) else 0.0
