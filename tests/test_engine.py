@@ -344,7 +344,8 @@ def test_level_background_measures_the_background_only():
 def test_refinement_smooths_noisy_images_only():
     """Noise is measured from neighbouring pixels' differences; refinement smooths just enough for
     noise under a sixth of the step between the sides' means, and not at all on clean images."""
-    from napari_deepcut.refine import denoising_sigma, noise_level
+    from napari_deepcut.image import noise_level
+    from napari_deepcut.refine import denoising_sigma
 
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:128, :128]

@@ -30,17 +30,6 @@ SIGMAS = (0.5, 0.7, 1.0, 1.5, 2.0, 3.0)
 """The Gaussian widths (pixels) :func:`denoising_sigma` chooses from, narrowest first."""
 
 
-def noise_level(colour: np.ndarray) -> float:
-    r"""Standard deviation of pixel noise, from differences of neighbouring pixels along the last
-    spatial axis: :math:`\hat\sigma_c = \mathrm{MAD}(\Delta x_c) / (0.6745 \sqrt 2)` per channel
-    (edges are few, so the median skips them), combined as :math:`\sqrt{\sum_c \hat\sigma_c^2}`."""
-    lines = colour.reshape(-1, *colour.shape[-2:])  # (lines, pixels along the last axis, C)
-    lines = lines[:: max(1, lines.size // 4_000_000)]  # evenly spaced lines: as robust, and fast
-    step = np.diff(lines, axis=1).reshape(-1, colour.shape[-1])
-    mad = np.median(np.abs(step - np.median(step, 0)), 0)
-    return float(np.linalg.norm(mad / (0.6745 * np.sqrt(2.0))))
-
-
 def denoising_sigma(noise: float, step: float, spacing: tuple[float, ...], margin: float = 6.0) -> tuple[float, ...]:
     r"""The narrowest Gaussian of :data:`SIGMAS` after which the noise left is at most
     ``1 / margin`` of the step between two labels' mean colours,
@@ -90,8 +79,9 @@ def refine_labels(
         foreground mIoU was 0.746 with one step, 0.751 with three, 0.749 with eight, and 0.726
         with the former rule (the nearest single node's mean).
     denoise : bool
-        Compare colours smoothed by :func:`denoising_sigma` for the image's :func:`noise_level`
-        and the smallest step between the labels' mean colours (no smoothing on clean images).
+        Compare colours smoothed by :func:`denoising_sigma` for the image's noise
+        (:func:`~napari_deepcut.image.noise_level`) and the smallest step between the labels'
+        mean colours (no smoothing on clean images).
 
     Returns
     -------
@@ -126,7 +116,7 @@ def refine_labels(
     full = image.colour
     if denoise:
         step = _smallest_step(full, flat, label_of_node, n_labels)
-        widths = denoising_sigma(noise_level(full), step, image.spacing)
+        widths = denoising_sigma(image.noise, step, image.spacing)
         if any(widths):
             full = ndimage.gaussian_filter(full, [*widths, 0])
     pixels = np.flatnonzero(np.where(flat >= 0, involved[flat], False))
