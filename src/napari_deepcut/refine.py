@@ -22,7 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import ndimage
 
-from .graph import Graph
+from .graph import Graph, node_means
 from .image import PreparedImage
 
 
@@ -151,11 +151,8 @@ def refine_labels(
 
 def _smallest_step(colour: np.ndarray, flat: np.ndarray, label_of_node: np.ndarray, n_labels: int) -> float:
     """The smallest distance between the mean colours of two labels, over the graph's pixels."""
-    inside = flat >= 0
-    label = label_of_node[flat[inside]]
-    count = np.maximum(np.bincount(label, minlength=n_labels), 1)
-    channels = colour.reshape(flat.size, -1).T
-    mean = np.stack([np.bincount(label, channel[inside], n_labels) for channel in channels], 1) / count[:, None]
+    label = np.where(flat >= 0, label_of_node[flat], -1)
+    mean = node_means(colour, label, n_labels).astype(np.float64)
     distance = np.sqrt(((mean[:, None] - mean[None]) ** 2).sum(-1))
     distance = distance[distance > 0]
     return float(distance.min()) if len(distance) else 0.0
