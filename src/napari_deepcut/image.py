@@ -82,6 +82,11 @@ def _percentile_rescale(channel: np.ndarray, low: float = 1.0, high: float = 99.
     return np.clip((channel.astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)
 
 
+def _rescale_channels(array: np.ndarray) -> np.ndarray:
+    """Each channel of ``(*spatial, C)`` rescaled on its own by :func:`_percentile_rescale`."""
+    return np.stack([_percentile_rescale(array[..., c]) for c in range(array.shape[-1])], -1)
+
+
 def _grey_channel(array: np.ndarray) -> int | None:
     """The channel holding the one signal of a colour image whose channels that vary are equal
     everywhere: grey stored as RGB, or shades of one colour (a fluorescence channel in green);
@@ -184,7 +189,7 @@ def prepare_image(
         # One scale for all three channels keeps hue.
         data = _percentile_rescale(array)
     else:
-        data = np.stack([_percentile_rescale(array[..., c]) for c in range(array.shape[-1])], -1)
+        data = _rescale_channels(array)
     return PreparedImage(data=np.ascontiguousarray(data, np.float32), rgb=bool(rgb), spacing=spacing, constant=constant)
 
 
@@ -272,8 +277,7 @@ def level_background(
     unevenness = float(np.linalg.norm(spread[1] - spread[0]) / max(np.linalg.norm(step), 1e-6))
     if unevenness < min_unevenness:
         return None, unevenness
-    levelled = data - surface
-    levelled = np.stack([_percentile_rescale(levelled[..., c]) for c in range(levelled.shape[-1])], -1)
+    levelled = _rescale_channels(data - surface)
     return dataclasses.replace(image, data=np.ascontiguousarray(levelled, np.float32)), unevenness
 
 
