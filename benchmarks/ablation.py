@@ -30,6 +30,7 @@ VARIANTS = [
     ("- edge refinement", {"refine": False}),
     ("- background levelling (grey / multichannel scenes of many objects under uneven light)", {"level_background": False}),
     ("- denoising before edge refinement (noisy images only)", {"refine_denoise": False}),
+    ("- finer superpixels for small objects (scenes of many objects under two superpixels each)", {"adapt_superpixels": False}),
     ("- frame trimming", {"trim_frame": False}),
     ("- outline choice: the border split of the clustering with the stronger outline", {"patch": {"choose_foreground": "border"}}),
     ("- outline choice, fast preset (colour only)", {"laplacian_features": 0, "patch": {"choose_foreground": "border"}}),

@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from napari_deepcut import SegmentationCancelled, segment, segment_parts
 from napari_deepcut.baselines import eigengap_clusters, spectral_ncut
@@ -339,6 +340,36 @@ def test_level_background_measures_the_background_only():
     assert level_background(flat, cell)[0] is None
     rgb = prepare_image(np.stack([(255 * (0.1 + ramp + 0.5 * cell)).astype(np.uint8), np.zeros_like(cell, np.uint8), 255 * cell.astype(np.uint8)], -1))
     assert level_background(rgb, cell) == (None, 0.0)
+
+
+def spots_field(radius, step, seed=0, size=256):
+    """Blurred discs of about ``radius`` pixels on a jittered grid ``step`` apart, with noise.
+    (float image, bool truth)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    truth = np.zeros((size, size), bool)
+    for cy in range(step // 2, size, step):
+        for cx in range(step // 2, size, step):
+            r = radius * rng.uniform(0.7, 1.2)
+            truth |= (yy - cy - rng.integers(-3, 4)) ** 2 + (xx - cx - rng.integers(-3, 4)) ** 2 < r**2
+    image = 0.1 + 0.7 * ndimage.gaussian_filter(truth.astype(float), 1.0) + rng.normal(0, 0.02, truth.shape)
+    return image.astype(np.float32), truth
+
+
+def test_small_objects_get_finer_superpixels():
+    """Spots of a few pixels next to 65-pixel superpixels: the stage runs again with four times as
+    many, and every spot gets nodes of its own. Objects several superpixels wide run once."""
+    image, truth = spots_field(radius=3, step=16)
+    coarse = segment(image, adapt_superpixels=False, **FAST)
+    fine = segment(image, **FAST)
+    assert fine.metadata()["foreground"]["superpixels_adapted"] == 4000
+    assert iou(fine.foreground, truth) > iou(coarse.foreground, truth) + 0.05
+    assert iou(fine.foreground, truth) > 0.9
+    image, truth = spots_field(radius=10, step=40)
+    result = segment(image, **FAST)
+    assert iou(result.foreground, truth) > 0.9
+    assert "superpixels_adapted" not in result.metadata()["foreground"]
+    assert np.array_equal(result.foreground, segment(image, adapt_superpixels=False, **FAST).foreground)
 
 
 def test_refinement_smooths_noisy_images_only():

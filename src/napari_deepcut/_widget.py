@@ -69,6 +69,7 @@ FOREGROUND_ONLY = (
     "trim_frame",
     "colour_sides",
     "level_background",
+    "adapt_superpixels",
     "keep_largest",
     "fill_holes",
 )

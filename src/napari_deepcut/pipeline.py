@@ -46,6 +46,9 @@ class StageResult:
     background_unevenness : float
         Foreground stage: the unevenness of the background that was levelled before the stage ran
         a second time (:func:`~napari_deepcut.image.level_background`); 0 when it ran once.
+    adapted_segments : int
+        Foreground stage: the superpixels asked for when the stage ran again on finer superpixels
+        for small objects (:func:`finer_segments`); 0 when it did not.
     """
 
     labels: np.ndarray
@@ -55,6 +58,7 @@ class StageResult:
     seconds: float
     kept: str = ""
     background_unevenness: float = 0.0
+    adapted_segments: int = 0
 
 
 @dataclass
@@ -103,6 +107,8 @@ def run_metadata(settings: Settings, *stages: StageResult | None) -> dict:
                 info[name]["clustering_kept"] = stage.kept
             if stage.background_unevenness:
                 info[name]["background_levelled"] = round(stage.background_unevenness, 3)
+            if stage.adapted_segments:
+                info[name]["superpixels_adapted"] = stage.adapted_segments
     return info
 
 
@@ -409,6 +415,45 @@ def choose_foreground(graph: Graph, labelings: list[np.ndarray], n_clusters: int
     return index, split
 
 
+_MAX_SEGMENTS = Settings.__dataclass_fields__["n_segments"].metadata["max"]
+OBJECT_SUPERPIXELS = 2.0
+"""The superpixels a typical object should cover for the graph to resolve it (:func:`finer_segments`)."""
+MAX_FINER = 4.0
+"""At most this many times the superpixels when :func:`finer_segments` asks for more."""
+
+
+def finer_segments(mask: np.ndarray, graph: Graph, n_segments: int) -> int:
+    r"""How many superpixels to ask for so that a foreground of small objects is resolved; 0 when
+    it already is.
+
+    The typical object is the one a foreground pixel belongs to, on average: with :math:`a_o` the
+    pixels of each connected object, its size is :math:`\bar a = \sum_o a_o^2 / \sum_o a_o`
+    (specks barely count). With :math:`\bar s` the mean superpixel size, when
+    :math:`\bar a < 2 \bar s` (:data:`OBJECT_SUPERPIXELS`) the count is scaled by
+    :math:`\min(2 \bar s / \bar a, 4)` (:data:`MAX_FINER`; within the setting's range): an
+    object of a few pixels then has nodes of its own instead of being a fraction of one whose
+    mean colour is mostly background.
+
+    Parameters
+    ----------
+    mask : ndarray of bool
+        The foreground found on ``graph``.
+    graph : Graph
+        The superpixel graph it was found on.
+    n_segments : int
+        The superpixels asked for then.
+    """
+    objects, count = ndimage.label(mask)
+    if count == 0:
+        return 0
+    area = np.bincount(objects.ravel())[1:].astype(np.float64)
+    typical = (area**2).sum() / area.sum()
+    superpixel = float(graph.sizes.mean())
+    finer = int(round(n_segments * min(OBJECT_SUPERPIXELS * superpixel / typical, MAX_FINER)))
+    finer = min(finer, _MAX_SEGMENTS)
+    return finer if finer > n_segments else 0
+
+
 def colour_sides_step(graph: Graph, inside: np.ndarray) -> np.ndarray:
     r"""One k-means step between the two sides of a foreground decision, node by node, in the
     space of the node features (mean colour by default): with :math:`m_F, m_B` the area-weighted
@@ -496,7 +541,11 @@ def foreground_stage(
     With ``level_background``, a grey or multichannel scene of many objects whose background
     turns out uneven is segmented a second time with that background subtracted
     (:func:`~napari_deepcut.image.level_background`): objects in the dim corners of a vignetted
-    field then stand out as much as those in its bright centre."""
+    field then stand out as much as those in its bright centre.
+
+    With ``adapt_superpixels``, a scene of many objects smaller than two superpixels each is
+    segmented again, on the levelled image if it was levelled, with more superpixels
+    (:func:`finer_segments`)."""
     start = time.perf_counter()
     if image.constant:
         return StageResult(np.zeros(image.spatial_shape, np.uint8), None, None, 0, 0.0)
@@ -504,8 +553,16 @@ def foreground_stage(
     if settings.level_background and many:
         levelled, unevenness = level_background(image, result.labels.astype(bool))
         if levelled is not None:
-            result, _ = _foreground_pass(levelled, settings, progress, cancel, "foreground, background levelled")
+            image = levelled
+            result, _ = _foreground_pass(image, settings, progress, cancel, "foreground, background levelled")
             result.background_unevenness = unevenness
+    if settings.adapt_superpixels and settings.nodes == "superpixels" and many:
+        finer = finer_segments(result.labels.astype(bool), result.graph, settings.n_segments)
+        if finer:
+            levelled_by = result.background_unevenness
+            finer_settings = settings.replace(n_segments=finer)
+            result, _ = _foreground_pass(image, finer_settings, progress, cancel, "foreground, finer superpixels")
+            result.background_unevenness, result.adapted_segments = levelled_by, finer
     result.seconds = time.perf_counter() - start
     return result
 

@@ -217,6 +217,12 @@ class Settings:
         "the background around them is uneven (vignetting, an off-centre lamp), that background, "
         "measured on the pixels found to be background, is subtracted and the stage runs again.",
     )
+    adapt_superpixels: bool = _setting(
+        True,
+        "Foreground stage, superpixel nodes: when the foreground is many objects that are small "
+        "next to the superpixels (the typical object covers fewer than two), the stage runs again "
+        "with up to four times as many superpixels, so that the graph resolves each object.",
+    )
     refine: bool = _setting(
         True,
         "Post-processing (both stages): pixels of nodes on an edge between foreground and "
