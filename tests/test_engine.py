@@ -372,6 +372,20 @@ def test_small_objects_get_finer_superpixels():
     assert np.array_equal(result.foreground, segment(image, adapt_superpixels=False, **FAST).foreground)
 
 
+def test_refinement_leaves_the_blurred_edge_out_of_the_means(monkeypatch):
+    """Spots of a few pixels blurred by a point-spread function: counted in the local means, their
+    edge pixels pull both means toward the midpoint and the outlines drift outward. Left out (the
+    default), the spots are found closer to their true size."""
+    from napari_deepcut import refine
+
+    image, truth = spots_field(radius=3, step=16)
+    trimmed = segment(image, **FAST).foreground
+    monkeypatch.setattr(refine, "EDGE_BAND", 0.0)  # every pixel counted
+    plain = segment(image, **FAST).foreground
+    assert iou(trimmed, truth) > iou(plain, truth) + 0.01
+    assert abs(trimmed.sum() / truth.sum() - 1) < abs(plain.sum() / truth.sum() - 1)
+
+
 def test_refinement_smooths_noisy_images_only():
     """Noise is measured from neighbouring pixels' differences; refinement smooths just enough for
     noise under a sixth of the step between the sides' means, and not at all on clean images."""

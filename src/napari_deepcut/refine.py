@@ -12,6 +12,11 @@ and each pixel p of node i takes the label of the nearest local mean,
 :math:`\\ell(p) = \\arg\\min_l |x_p - \\mu_{i,l}|^2`; the means are then measured again on the
 new labels. The pixels start from their node's label. Nodes inside a region of one label keep it.
 
+The means are trimmed: a re-decided pixel whose colour lies near the midpoint of its two nearest
+means (:data:`EDGE_BAND`) is the blurred edge itself, and is left out of the next means. Counted,
+such pixels pull both means toward the midpoint, the more so where edges make up more of a
+neighbourhood (small objects, 3D), and the edge drifts outward.
+
 On a noisy image single pixels would flip at random, so the colours compared are first smoothed
 just enough (:func:`denoising_sigma`); a clean image is used as it is.
 """
@@ -25,6 +30,19 @@ from scipy import ndimage
 from .graph import Graph, node_means
 from .image import PreparedImage
 
+
+EDGE_BAND = 1 / 8
+r"""Half-width of the band around the midpoint of the two nearest local means, as a share of the
+step between them, whose pixels are left out of the next means. A pixel p with nearest mean
+:math:`\mu_1` and second :math:`\mu_2` is at distance
+
+.. math:: t_p = \frac{|x_p - \mu_2|^2 - |x_p - \mu_1|^2}{2 \, |\mu_1 - \mu_2|}
+
+from the plane halfway between them; it is left out when :math:`t_p < |\mu_1 - \mu_2| / 8`.
+On synthetic microscopy (``benchmarks/microscopy.py``) this band took foreground IoU from 0.887
+to 0.898 over all kinds (3D 0.873 -> 0.898, objects of a few pixels 0.706 -> 0.772) and left
+nuclei-dev's mean unchanged; twice as wide (1/4) took 3D to 0.915 but nuclei-dev from 0.791 to
+0.787, whose references lie on the outer edge of the blur."""
 
 SIGMAS = (0.5, 0.7, 1.0, 1.5, 2.0, 3.0)
 """The Gaussian widths (pixels) :func:`denoising_sigma` chooses from, narrowest first."""
@@ -126,27 +144,53 @@ def refine_labels(
     moving = on_boundary[node]
     row = (np.cumsum(on_boundary) - 1)[node[moving]]  # each moving pixel's neighbourhood
     moving_colour = colour[moving]
+    counted = np.ones(len(pixels))  # 0 for pixels in the edge band, left out of the means
     for _ in range(iterations):
         key = node * n_labels + label
-        count = near @ np.bincount(key, minlength=n * n_labels).reshape(n, n_labels)
-        sums = [
-            near @ np.bincount(key, colour[:, c], n * n_labels).reshape(n, n_labels)
-            for c in range(colour.shape[1])
-        ]
-        mean = np.stack(sums, -1) / np.maximum(count, 1)[..., None]  # (boundary nodes, labels, C)
-        best = np.full(len(row), np.inf)
-        new = np.zeros(len(row), np.int64)
+        mean, count = _local_means(near, key, colour, None, n_labels)  # (boundary nodes, labels, C)
+        if not counted.all():  # trimmed, unless all of a label's pixels there lie in the band
+            trimmed, weight = _local_means(near, key, colour, counted, n_labels)
+            mean = np.where((weight > 0)[..., None], trimmed, mean)
+        best, second = np.full(len(row), np.inf), np.full(len(row), np.inf)
+        new, runner_up = np.zeros(len(row), np.int64), np.zeros(len(row), np.int64)
         for index in range(n_labels):  # a loop over labels, not pixels
             difference = moving_colour - mean[row, index]
             distance = np.einsum("ij,ij->i", difference, difference)
             distance[count[row, index] == 0] = np.inf  # label absent from the neighbourhood
             closer = distance < best  # strict: the first label wins ties
+            between = ~closer & (distance < second)
+            second[closer], runner_up[closer] = best[closer], new[closer]
+            second[between], runner_up[between] = distance[between], index
             best[closer], new[closer] = distance[closer], index
-        if np.array_equal(new, label[moving]):
+        step = np.sqrt(((mean[row, new] - mean[row, runner_up]) ** 2).sum(-1))
+        in_band = np.isfinite(second) & (second - best < 2 * EDGE_BAND * step**2)
+        band = counted.copy()
+        band[moving] = np.where(in_band, 0.0, 1.0)
+        if np.array_equal(new, label[moving]) and np.array_equal(band, counted):
             break
-        label[moving] = new
+        label[moving], counted = new, band
     labels.reshape(-1)[pixels[moving]] = codes[label[moving]]
     return labels
+
+
+def _local_means(near, key, colour, weight, n_labels) -> tuple[np.ndarray, np.ndarray]:
+    """Mean colour of each label over each neighbourhood (rows of ``near``, pixels keyed by
+    ``node * n_labels + label``), pixels weighted by ``weight`` (None: 1 each).
+
+    Returns
+    -------
+    mean : ndarray, shape (rows, n_labels, C)
+        0 where a label has no weight in a neighbourhood.
+    total : ndarray, shape (rows, n_labels)
+        The weight behind each mean.
+    """
+    size = near.shape[1] * n_labels
+    total = near @ np.bincount(key, weight, size).reshape(-1, n_labels)
+    sums = [
+        near @ np.bincount(key, colour[:, c] if weight is None else weight * colour[:, c], size).reshape(-1, n_labels)
+        for c in range(colour.shape[1])
+    ]
+    return np.stack(sums, -1) / np.where(total > 0, total, 1.0)[..., None], total
 
 
 def _smallest_step(colour: np.ndarray, flat: np.ndarray, label_of_node: np.ndarray, n_labels: int) -> float:
