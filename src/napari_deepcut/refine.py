@@ -39,10 +39,10 @@ step between them, whose pixels are left out of the next means. A pixel p with n
 .. math:: t_p = \frac{|x_p - \mu_2|^2 - |x_p - \mu_1|^2}{2 \, |\mu_1 - \mu_2|}
 
 from the plane halfway between them; it is left out when :math:`t_p < |\mu_1 - \mu_2| / 8`.
-On synthetic microscopy (``benchmarks/microscopy.py``) this band took foreground IoU from 0.887
-to 0.898 over all kinds (3D 0.873 -> 0.898, objects of a few pixels 0.706 -> 0.772) and left
-nuclei-dev's mean unchanged; twice as wide (1/4) took 3D to 0.915 but nuclei-dev from 0.791 to
-0.787, whose references lie on the outer edge of the blur."""
+On synthetic microscopy (``benchmarks/microscopy.py``, engine at 5e4241e) it took foreground
+IoU from 0.887 to 0.898 over all kinds (3D 0.873 -> 0.898, objects of a few pixels 0.706 ->
+0.772) and left nuclei-dev's mean unchanged; twice as wide (1/4) took 3D to 0.915 but nuclei-dev
+from 0.791 to 0.787, whose references lie on the outer edge of the blur."""
 
 SIGMAS = (0.5, 0.7, 1.0, 1.5, 2.0, 3.0)
 """The Gaussian widths (pixels) :func:`denoising_sigma` chooses from, narrowest first."""
@@ -144,13 +144,10 @@ def refine_labels(
     moving = on_boundary[node]
     row = (np.cumsum(on_boundary) - 1)[node[moving]]  # each moving pixel's neighbourhood
     moving_colour = colour[moving]
-    counted = np.ones(len(pixels))  # 0 for pixels in the edge band, left out of the means
+    in_band = np.zeros(len(pixels), bool)  # pixels on the blurred edge, left out of the means
     for _ in range(iterations):
         key = node * n_labels + label
-        mean, count = _local_means(near, key, colour, None, n_labels)  # (boundary nodes, labels, C)
-        if not counted.all():  # trimmed, unless all of a label's pixels there lie in the band
-            trimmed, weight = _local_means(near, key, colour, counted, n_labels)
-            mean = np.where((weight > 0)[..., None], trimmed, mean)
+        mean, count = _local_means(near, key, colour, in_band, n_labels)  # (boundary nodes, labels, C)
         best, second = np.full(len(row), np.inf), np.full(len(row), np.inf)
         new, runner_up = np.zeros(len(row), np.int64), np.zeros(len(row), np.int64)
         for index in range(n_labels):  # a loop over labels, not pixels
@@ -163,34 +160,39 @@ def refine_labels(
             second[between], runner_up[between] = distance[between], index
             best[closer], new[closer] = distance[closer], index
         step = np.sqrt(((mean[row, new] - mean[row, runner_up]) ** 2).sum(-1))
-        in_band = np.isfinite(second) & (second - best < 2 * EDGE_BAND * step**2)
-        band = counted.copy()
-        band[moving] = np.where(in_band, 0.0, 1.0)
-        if np.array_equal(new, label[moving]) and np.array_equal(band, counted):
+        band = np.zeros(len(pixels), bool)
+        band[moving] = np.isfinite(second) & (second - best < 2 * EDGE_BAND * step**2)
+        if np.array_equal(new, label[moving]) and np.array_equal(band, in_band):
             break
-        label[moving], counted = new, band
+        label[moving], in_band = new, band
     labels.reshape(-1)[pixels[moving]] = codes[label[moving]]
     return labels
 
 
-def _local_means(near, key, colour, weight, n_labels) -> tuple[np.ndarray, np.ndarray]:
-    """Mean colour of each label over each neighbourhood (rows of ``near``, pixels keyed by
-    ``node * n_labels + label``), pixels weighted by ``weight`` (None: 1 each).
+def _local_means(near, key, colour, left_out, n_labels) -> tuple[np.ndarray, np.ndarray]:
+    """Mean colour of each label over each neighbourhood (rows of ``near``; pixels keyed by
+    ``node * n_labels + label``), without the pixels ``left_out``; where those are all of a
+    label's pixels in a neighbourhood, with them.
 
     Returns
     -------
     mean : ndarray, shape (rows, n_labels, C)
-        0 where a label has no weight in a neighbourhood.
-    total : ndarray, shape (rows, n_labels)
-        The weight behind each mean.
+    count : ndarray, shape (rows, n_labels)
+        Pixels of each label in each neighbourhood, those left out included.
     """
     size = near.shape[1] * n_labels
-    total = near @ np.bincount(key, weight, size).reshape(-1, n_labels)
-    sums = [
-        near @ np.bincount(key, colour[:, c] if weight is None else weight * colour[:, c], size).reshape(-1, n_labels)
-        for c in range(colour.shape[1])
-    ]
-    return np.stack(sums, -1) / np.where(total > 0, total, 1.0)[..., None], total
+
+    def sums(keys, colours):  # pixel count and colour sums per (node, label), per neighbourhood
+        total = np.stack([np.bincount(keys, minlength=size), *[np.bincount(keys, c, size) for c in colours.T]], -1)
+        return near @ total.reshape(near.shape[1], -1)
+
+    every = sums(key, colour).reshape(near.shape[0], n_labels, -1)
+    chosen = every
+    if left_out.any():  # few pixels: their sums are taken away
+        out = np.flatnonzero(left_out)
+        kept = every - sums(key[out], colour[out]).reshape(every.shape)
+        chosen = np.where(kept[..., :1] > 0.5, kept, every)
+    return chosen[..., 1:] / np.maximum(chosen[..., :1], 1), every[..., 0]
 
 
 def _smallest_step(colour: np.ndarray, flat: np.ndarray, label_of_node: np.ndarray, n_labels: int) -> float:
