@@ -550,19 +550,19 @@ def foreground_stage(
     if image.constant:
         return StageResult(np.zeros(image.spatial_shape, np.uint8), None, None, 0, 0.0)
     result, many = _foreground_pass(image, settings, progress, cancel, "foreground")
+    unevenness = 0.0
     if settings.level_background and many:
-        levelled, unevenness = level_background(image, result.labels.astype(bool))
+        levelled, measured = level_background(image, result.labels.astype(bool))
         if levelled is not None:
-            image = levelled
+            image, unevenness = levelled, measured
             result, _ = _foreground_pass(image, settings, progress, cancel, "foreground, background levelled")
-            result.background_unevenness = unevenness
     if settings.adapt_superpixels and settings.nodes == "superpixels" and many:
         finer = finer_segments(result.labels.astype(bool), result.graph, settings.n_segments)
         if finer:
-            levelled_by = result.background_unevenness
             finer_settings = settings.replace(n_segments=finer)
             result, _ = _foreground_pass(image, finer_settings, progress, cancel, "foreground, finer superpixels")
-            result.background_unevenness, result.adapted_segments = levelled_by, finer
+            result.adapted_segments = finer
+    result.background_unevenness = unevenness
     result.seconds = time.perf_counter() - start
     return result
 

@@ -183,8 +183,8 @@ def _local_means(near, key, colour, left_out, n_labels) -> tuple[np.ndarray, np.
     size = near.shape[1] * n_labels
 
     def sums(keys, colours):  # pixel count and colour sums per (node, label), per neighbourhood
-        total = np.stack([np.bincount(keys, minlength=size), *[np.bincount(keys, c, size) for c in colours.T]], -1)
-        return near @ total.reshape(near.shape[1], -1)
+        columns = [np.bincount(keys, minlength=size), *[np.bincount(keys, c, size) for c in colours.T]]
+        return near @ np.stack(columns, -1).reshape(near.shape[1], -1)
 
     every = sums(key, colour).reshape(near.shape[0], n_labels, -1)
     chosen = every
