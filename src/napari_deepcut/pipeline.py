@@ -17,7 +17,7 @@ from .cluster import Clustering, Progress, SegmentationCancelled, train_clusteri
 from .graph import Graph, automatic_sigma, build_graph, node_means
 from .image import PreparedImage, content_box, level_background, prepare_image
 from .refine import refine_labels
-from .settings import Settings, from_kwargs
+from .settings import Settings, fields, from_kwargs
 
 ProgressCallback = Callable[[Progress], None]
 CancelCheck = Callable[[], bool]
@@ -415,7 +415,7 @@ def choose_foreground(graph: Graph, labelings: list[np.ndarray], n_clusters: int
     return index, split
 
 
-_MAX_SEGMENTS = Settings.__dataclass_fields__["n_segments"].metadata["max"]
+_MAX_SEGMENTS = next(f for f in fields() if f.name == "n_segments").metadata["max"]
 OBJECT_SUPERPIXELS = 2.0
 """The superpixels a typical object should cover for the graph to resolve it (:func:`finer_segments`)."""
 MAX_FINER = 4.0
