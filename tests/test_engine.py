@@ -272,6 +272,27 @@ def test_colour_sides_bring_back_nuclei_cut_by_the_border_and_dim_nuclei():
     assert np.array_equal(colour_sides_step(graph, alone[labels]), nuclei)
 
 
+def test_colour_sides_trim_pieces_but_keep_dim_objects():
+    """Bright nuclei, one with a dim halo, and dim nuclei as bright as the halo, all in the
+    foreground. Node by node the halo and the dim nuclei are nearer the background's mean colour
+    than the bright nuclei's: the halo is trimmed from its nucleus, but the dim nuclei, pieces of
+    their own, are objects and stay."""
+    from napari_deepcut.pipeline import colour_sides_step
+
+    yy, xx = np.mgrid[:120, :120]
+    disc = lambda cy, cx, r: (yy - cy) ** 2 + (xx - cx) ** 2 < r**2  # noqa: E731
+    bright = disc(30, 30, 10) | disc(30, 90, 10) | disc(90, 30, 10)
+    halo = disc(90, 30, 16) & ~bright
+    dim = disc(90, 90, 10) | disc(60, 60, 8)
+    image = np.select([bright, halo | dim], [0.9, 0.3], 0.1).astype(np.float32)
+    graph = build_graph(prepare_image(image), Settings(n_segments=400))
+    share = lambda mask: np.bincount(graph.node_labels.ravel(), mask.ravel()) / graph.sizes  # noqa: E731
+    decided = colour_sides_step(graph, share(bright | halo | dim) > 0.5)
+    assert decided[share(bright) > 0.5].all() and decided[share(dim) > 0.5].all()
+    assert not decided[share(halo) > 0.95].any()  # halo nodes with a sliver of nucleus may stay
+    assert (share(halo) > 0.95).sum() >= 5
+
+
 def test_colour_sides_act_in_scenes_of_many_objects_only():
     """Nuclei inside the field and dimmer nuclei cut by the border: the border rule leaves the cut
     ones out; in a scene of many objects (the default, "many") they join the side of their colour.
@@ -389,8 +410,9 @@ def test_refinement_leaves_the_blurred_edge_out_of_the_means(monkeypatch):
 def test_refinement_smooths_noisy_images_only():
     """Noise is measured from neighbouring pixels' differences; refinement smooths just enough for
     noise under a sixth of the step between the sides' means, and not at all on clean images."""
+    from napari_deepcut import refine
     from napari_deepcut.image import noise_level
-    from napari_deepcut.refine import denoising_sigma
+    from napari_deepcut.refine import SIGMAS, denoising_levels, smoothing_widths
 
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:128, :128]
@@ -398,16 +420,46 @@ def test_refinement_smooths_noisy_images_only():
     for sigma in (0.02, 0.1):
         noisy = (0.2 + 0.5 * truth + rng.normal(0, sigma, truth.shape))[..., None]
         assert noise_level(noisy) == pytest.approx(sigma, rel=0.1)
-    assert denoising_sigma(0.02, 0.5, (1.0, 1.0)) == (0.0, 0.0)
-    assert 0.0 < denoising_sigma(0.1, 0.5, (1.0, 1.0))[0] < denoising_sigma(0.2, 0.5, (1.0, 1.0))[0]
-    z, y, x = denoising_sigma(0.2, 0.5, (2.0, 1.0, 1.0))  # the same physical width on every axis
+    levels = denoising_levels(0.1, np.array([2.0, 0.5, 0.25, 0.05]), (1.0, 1.0))
+    assert levels[0] == -1 and 0 <= levels[1] < levels[2] <= levels[3] == len(SIGMAS) - 1
+    assert denoising_levels(0.02, np.array([0.5]), (1.0, 1.0))[0] == -1
+    z, y, x = smoothing_widths(SIGMAS[2], (2.0, 1.0, 1.0))  # the same physical width on every axis
     assert z == pytest.approx(y / 2) and y == x > 0
+    volume = rng.random((20, 30, 40, 2)).astype(np.float32)
+    inner = np.zeros(volume.shape[:-1], bool)
+    inner[8:12, 10:20, 0:25] = True  # the filter runs on a box smaller than the volume
+    some = np.flatnonzero(inner & (rng.random(inner.shape) < 0.3))
+    whole = ndimage.gaussian_filter(volume, [z, y, x, 0]).reshape(-1, 2)[some]
+    assert np.allclose(refine._smoothed_at(volume, some, (z, y, x)), whole, atol=1e-6)
     image = (0.3 + 0.3 * truth + rng.normal(0, 0.12, truth.shape)).astype(np.float32)
     plain = segment(image, refine_denoise=False, **FAST).foreground
     smoothed = segment(image, **FAST).foreground
     assert iou(smoothed, truth) > iou(plain, truth) + 0.03
     clean = (0.3 + 0.3 * truth + rng.normal(0, 0.01, truth.shape)).astype(np.float32)
     assert np.array_equal(segment(clean, **FAST).foreground, segment(clean, refine_denoise=False, **FAST).foreground)
+
+
+def test_refinement_smooths_faint_objects_more_than_bright_ones():
+    """A bright and a faint disc in one noisy image: the noise is small next to the bright disc's
+    step and large next to the faint one's. Each neighbourhood is smoothed for its own step: the
+    faint disc's outline is found without the speckle of unsmoothed pixels, the bright disc's
+    pixels are compared as they are."""
+    from napari_deepcut.refine import refine_labels
+
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[:128, :128]
+    bright = (yy - 40) ** 2 + (xx - 40) ** 2 < 18**2
+    faint = (yy - 88) ** 2 + (xx - 88) ** 2 < 18**2
+    image = prepare_image((0.1 + 0.8 * bright + 0.08 * faint + rng.normal(0, 0.03, bright.shape)).astype(np.float32))
+    graph = build_graph(image, Settings(n_segments=200))
+    share = np.bincount(graph.node_labels.ravel(), (bright | faint).ravel()) / graph.sizes
+    smoothed = refine_labels(graph, share > 0.5, image).astype(bool)
+    plain = refine_labels(graph, share > 0.5, image, denoise=False).astype(bool)
+    near_faint = ndimage.binary_dilation(faint, iterations=8)
+    assert iou(smoothed[near_faint], faint[near_faint]) > 0.9
+    assert iou(smoothed[near_faint], faint[near_faint]) > iou(plain[near_faint], faint[near_faint]) + 0.05
+    near_bright = ndimage.binary_dilation(bright, iterations=8)
+    assert np.array_equal(smoothed[near_bright], plain[near_bright])
 
 
 def test_many_objects_are_judged_piece_by_piece():
