@@ -206,7 +206,8 @@ class Settings:
         "many",
         "Foreground stage: after the foreground decision, each node joins the side (foreground "
         "or background) whose mean colour is nearer: in scenes of many objects (many; nuclei or "
-        "cells cut by the image border, or dim ones, share the others' colour), in every scene "
+        "cells cut by the image border, or dim ones, share the others' colour; a connected piece "
+        "of the foreground is trimmed, never removed whole), in every scene "
         "(always; hurts natural photos, where background patches can match the object), or never "
         "(off).",
         choices=SIDES,
@@ -232,8 +233,9 @@ class Settings:
     refine_denoise: bool = _setting(
         True,
         "Edge refinement on noisy images: the colours compared are first smoothed by the "
-        "narrowest Gaussian that leaves noise under a sixth of the step between the sides' mean "
-        "colours (clean images are used as they are).",
+        "narrowest Gaussian that leaves noise under a sixth of the step between the sides' local "
+        "mean colours, neighbourhood by neighbourhood (where the step is large against the noise, "
+        "colours are used as they are).",
     )
     keep_largest: bool = _setting(
         False, "Post-processing: keep only the largest foreground component."
