@@ -462,6 +462,25 @@ def test_refinement_smooths_faint_objects_more_than_bright_ones():
     assert np.array_equal(smoothed[near_bright], plain[near_bright])
 
 
+def test_many_objects_are_read_as_such_on_an_even_background_only():
+    """Bright discs on a flat, noisy background: many objects on an even background. The same
+    discs on a background of dark and light halves (grass and sky): the background spreads more
+    than half the step between the sides, so the scene is not read as a field of objects."""
+    from napari_deepcut.pipeline import even_background, many_objects
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:96, :96]
+    discs = np.zeros((96, 96), bool)
+    for cy, cx in [(20, 20), (20, 70), (70, 20), (70, 70), (45, 45)]:
+        discs |= (yy - cy) ** 2 + (xx - cx) ** 2 < 8**2
+    for background, even in ((np.full((96, 96), 0.1), True), (np.where(yy < 48, 0.05, 0.75), False)):
+        image = np.where(discs, 0.95, background) + rng.normal(0, 0.02, discs.shape)
+        graph = build_graph(prepare_image(image.astype(np.float32)), Settings(n_segments=300))
+        inside = np.bincount(graph.node_labels.ravel(), discs.ravel()) / graph.sizes > 0.5
+        assert many_objects(graph, inside)
+        assert even_background(graph, inside) == even
+
+
 def test_many_objects_are_judged_piece_by_piece():
     """Nuclei (discs, some cut by the border) with bright rims around the inner ones, clustered in
     three: the nuclei cluster touches the border as much as the background does, so the cluster
