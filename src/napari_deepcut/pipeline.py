@@ -376,6 +376,15 @@ def foreground_clusters(graph: Graph, labels: np.ndarray, n_clusters: int) -> np
     return foreground
 
 
+def _side_means(graph: Graph, inside: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The node features (float64) and the area-weighted mean features of the foreground
+    (``inside``) and background nodes; both sides must be non-empty."""
+    features = graph.features.astype(np.float64)
+    centre_f = np.average(features[inside], 0, graph.sizes[inside])
+    centre_b = np.average(features[~inside], 0, graph.sizes[~inside])
+    return features, centre_f, centre_b
+
+
 EVEN_BACKGROUND = 0.25
 """A background is even when its colour spread is under this share of the squared step between
 the two sides' mean colours (:func:`even_background`)."""
@@ -395,9 +404,7 @@ def even_background(graph: Graph, inside: np.ndarray) -> bool:
     pieces with fence and shadows)."""
     if inside.all() or not inside.any():
         return True
-    features = graph.features.astype(np.float64)
-    centre_f = np.average(features[inside], 0, graph.sizes[inside])
-    centre_b = np.average(features[~inside], 0, graph.sizes[~inside])
+    features, centre_f, centre_b = _side_means(graph, inside)
     spread = np.average(((features[~inside] - centre_b) ** 2).sum(1), weights=graph.sizes[~inside])
     return bool(spread < EVEN_BACKGROUND * ((centre_f - centre_b) ** 2).sum())
 
@@ -510,9 +517,7 @@ def colour_sides_step(graph: Graph, inside: np.ndarray) -> np.ndarray:
     """
     if inside.all() or not inside.any():
         return inside
-    features = graph.features.astype(np.float64)
-    centre_f = np.average(features[inside], 0, graph.sizes[inside])
-    centre_b = np.average(features[~inside], 0, graph.sizes[~inside])
+    features, centre_f, centre_b = _side_means(graph, inside)
     moved = ((features - centre_f) ** 2).sum(1) < ((features - centre_b) ** 2).sum(1)
     piece = _pieces(graph, inside.astype(np.int64))
     trimmed = np.bincount(piece[inside & moved], minlength=piece.max() + 1) > 0  # keeps some nodes
