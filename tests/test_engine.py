@@ -923,6 +923,32 @@ def test_constant_image_warns_and_returns_empty_labels():
     assert result.parts.shape == (32, 32) and not result.parts.any()
 
 
+@pytest.mark.parametrize("shape", [(128, 128), (12, 48, 48)])
+def test_an_empty_field_of_noise_gives_an_empty_foreground(shape):
+    """Pure noise holds no object: the clustering still splits it, but what it finds does not
+    stand out from the noise once smoothed, so the foreground is empty and a warning says why."""
+    field = np.random.default_rng(0).normal(100, 10, shape).astype(np.float32)
+    with pytest.warns(UserWarning, match="stands out from the image's noise"):
+        result = segment(field, **FAST)
+    assert not result.foreground.any()
+    assert result.foreground_stage.contrast < 2.0
+    kept = segment(field, min_contrast=0, **FAST)  # the check off: the clustering's split stays
+    assert kept.foreground.any() and np.isnan(kept.foreground_stage.contrast)
+
+
+def test_a_faint_object_in_noise_is_kept():
+    """A disc one and a half noise deviations brighter than its background stands out once
+    smoothed."""
+    grid = np.indices((160, 160))
+    disc = ((grid - 80) ** 2).sum(0) < 40**2
+    image = (100 + 15 * disc + np.random.default_rng(1).normal(0, 10, disc.shape)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = segment(image)
+    assert iou(result.foreground, disc) > 0.8
+    assert result.foreground_stage.contrast > 3.0
+
+
 def test_settings_are_checked_and_replaceable():
     settings = from_kwargs({"n_segments": 200.0, "keep_largest": 1})
     assert settings.n_segments == 200 and isinstance(settings.n_segments, int)

@@ -229,6 +229,18 @@ def test_bad_inputs_notify_and_change_nothing(make_napari_viewer, qtbot, notific
     assert layer_names(viewer) == ["line", "nans", "wrong shape", "empty", "small"]
 
 
+@needs_display
+def test_an_empty_field_says_why_its_foreground_is_empty(make_napari_viewer, qtbot, notifications):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(0).normal(100, 10, (96, 96)).astype(np.float32), name="blank well")
+    widget = open_widget(viewer, "Foreground / background")
+    run_and_wait(qtbot, widget)
+    result = viewer.layers["blank well foreground"]
+    assert not result.data.any() and result.metadata["foreground"]["contrast_to_noise"] < 3
+    kind, message = notifications[-1]
+    assert kind == "warning" and "blank well" in message and "stands out from its noise" in message
+
+
 # --- volumes, time series, samples -----------------------------------------------------------------
 
 

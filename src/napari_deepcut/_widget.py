@@ -67,6 +67,7 @@ FOREGROUND_ONLY = (
     "foreground_clusters",
     "laplacian_features",
     "trim_frame",
+    "min_contrast",
     "colour_sides",
     "level_background",
     "adapt_superpixels",
@@ -700,7 +701,7 @@ class ForegroundWidget(_RunWidget):
         layer, axes = self._job_context
         new = self.add_result_layer(outcome.data, layer, axes, "foreground", outcome.metadata)
         if not outcome.data.any():
-            show_warning(f"napari-deepcut: no foreground was found in '{layer.name}'")
+            show_warning(f"napari-deepcut: no foreground was found in '{layer.name}'{_why_empty(outcome.metadata)}")
         self.status.value = self._done_text(f"added '{new.name}'")
 
 
@@ -812,6 +813,20 @@ def segment_frames(data, layer, axes: ImageAxes, dtype, stage_of_frame: Callable
             labels[t if axes.time_axis is not None else ...] = stage.labels
         stages.append(stage)
     return labels, stages
+
+
+def _why_empty(metadata: dict) -> str:
+    """The reason an empty foreground was left empty, when the empty-field check
+    (``min_contrast``) emptied it: for the image, or for every frame of a series."""
+    facts = metadata["frames"] if "frames" in metadata else [metadata.get("foreground")]
+    ratios = [f.get("contrast_to_noise", np.inf) if f else np.inf for f in facts]
+    threshold = metadata["settings"]["min_contrast"]
+    if not ratios or max(ratios) >= threshold:
+        return ""
+    return (
+        f": nothing stands out from its noise (contrast to noise {max(ratios):.1f}, under "
+        f"min_contrast={threshold:g}); lower min_contrast to keep what the clustering split off"
+    )
 
 
 def _result_metadata(settings: Settings, image_name: str, stage_name: str, stages: list, axes: ImageAxes) -> dict:

@@ -202,6 +202,15 @@ class Settings:
         "Foreground stage: a uniform frame around the image (a scanner, screenshot or padding "
         "border) is background, and border contact is measured inside it.",
     )
+    min_contrast: float = _setting(
+        3.0,
+        "Foreground stage: the foreground is kept only when, on colours smoothed over two pixels, "
+        "the step between its mean colour and the background's is at least this many times the "
+        "noise left after that smoothing; otherwise the image is an empty field (noise, no "
+        "object) and the foreground is empty, with a warning. 0 keeps every foreground.",
+        min=0.0,
+        max=1000.0,
+    )
     colour_sides: Literal["many", "always", "off"] = _setting(
         "many",
         "Foreground stage: after the foreground decision, each node joins the side (foreground "

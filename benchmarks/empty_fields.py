@@ -1,0 +1,92 @@
+"""How far the foreground found stands out from the noise, on empty fields and on real images.
+
+The foreground stage keeps its foreground only when its contrast to the noise
+(:func:`napari_deepcut.pipeline.foreground_contrast`) reaches ``min_contrast``. This prints that
+ratio, measured with the check off, for fields of pure noise (no object: every foreground found is
+wrong) and for the development sets and the synthetic microscopy kinds (objects everywhere: every
+foreground should stay), so the margin on either side of the threshold is visible.
+
+    python benchmarks/empty_fields.py --fields 6                # noise only (about a minute)
+    python benchmarks/empty_fields.py --fields 6 --limit 100    # + horse, nuclei-dev, synthetic kinds
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from microscopy import KINDS, draw
+from napari_deepcut.evaluate import find_pairs
+from napari_deepcut.files import read_image
+from napari_deepcut.image import prepare_image
+from napari_deepcut.pipeline import foreground_contrast, foreground_stage
+from napari_deepcut.settings import Settings
+
+DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+CHECK_OFF = Settings().replace(min_contrast=0)
+
+
+def noise_fields(rng: np.random.Generator) -> dict[str, tuple[np.ndarray, Settings]]:
+    """One field of each kind of pure noise, with the settings it is segmented with."""
+    return {
+        "grey 8-bit 256^2": (rng.normal(100, 10, (256, 256)).clip(0, 255).astype(np.uint8), CHECK_OFF),
+        "Poisson, 3 counts, 512^2": (rng.poisson(3, (512, 512)).astype(np.uint16), CHECK_OFF),
+        "float 128 x 300": (rng.normal(0, 1, (128, 300)).astype(np.float32), CHECK_OFF),
+        "3D Poisson 32 x 96^2": (rng.poisson(20, (32, 96, 96)).astype(np.uint16), CHECK_OFF),
+        "grey 8-bit 1024^2": (rng.normal(100, 5, (1024, 1024)).astype(np.uint8), CHECK_OFF),
+        "RGB, one grey signal 256^2": (
+            np.stack([rng.normal(100, 10, (256, 256))] * 3, -1).clip(0, 255).astype(np.uint8)
+            + rng.integers(0, 3, (256, 256, 3)).astype(np.uint8),
+            CHECK_OFF,
+        ),
+        "RGB 300^2": (rng.normal(100, 10, (300, 300, 3)).clip(0, 255).astype(np.uint8), CHECK_OFF),
+        "float 200^2, pixel nodes": (rng.normal(0, 1, (200, 200)), CHECK_OFF.replace(nodes="pixels")),
+    }
+
+
+def contrast(image: np.ndarray, settings: Settings = CHECK_OFF) -> float:
+    prepared = prepare_image(image)
+    foreground = foreground_stage(prepared, settings).labels.astype(bool)
+    return foreground_contrast(prepared, foreground)
+
+
+def summary(values: list[float]) -> str:
+    v = np.asarray(values)
+    return f"min {v.min():.1f}, median {np.median(v):.1f}, max {v.max():.1f} ({len(v)} images)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--fields", type=int, default=6, help="noise fields of each kind (seeds 0..N-1)")
+    parser.add_argument("--limit", type=int, default=0, help="also the first N images of each set (0: none)")
+    parser.add_argument("--kinds", type=int, default=4, help="with --limit: synthetic fields per kind")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")
+    print(f"min_contrast default: {Settings().min_contrast:g}\n\n| pure noise | contrast to noise |\n|---|---|")
+    ratios: dict[str, list[float]] = {}
+    for seed in range(args.fields):
+        for name, (field, settings) in noise_fields(np.random.default_rng(seed)).items():
+            ratios.setdefault(name, []).append(contrast(field, settings))
+    for name, values in ratios.items():
+        print(f"| {name} | {summary(values)} |")
+    print(f"| **all noise** | {summary(sum(ratios.values(), []))} |", flush=True)
+    if not args.limit:
+        return
+    print("\n| images with objects | contrast to noise |\n|---|---|")
+    for name in ("horse", "nuclei-dev"):
+        pairs = find_pairs(DATASETS / name / "images", DATASETS / name / "masks", args.limit)
+        print(f"| {name} | {summary([contrast(read_image(path)) for path, _ in pairs])} |", flush=True)
+    synthetic = []
+    for kind in KINDS:
+        rng = np.random.default_rng([0, KINDS.index(kind)])
+        synthetic += [contrast(draw(kind, rng)[0]) for _ in range(args.kinds)]
+    print(f"| synthetic microscopy, {len(KINDS)} kinds | {summary(synthetic)} |")
+
+
+if __name__ == "__main__":
+    main()
