@@ -439,6 +439,29 @@ def test_refinement_smooths_noisy_images_only():
     assert np.array_equal(segment(clean, **FAST).foreground, segment(clean, refine_denoise=False, **FAST).foreground)
 
 
+
+def test_nearest_labels_match_a_direct_search_in_any_chunks():
+    """Edge refinement's label decision, taken chunk by chunk for memory, is the nearest present
+    label's mean, with the edge band where the two nearest means are about as near."""
+    from napari_deepcut import refine
+
+    rng = np.random.default_rng(0)
+    mean = rng.random((5, 3, 2)).astype(np.float32)  # 5 neighbourhoods, 3 labels, 2 channels
+    present = rng.random((5, 3)) < 0.7
+    present[:, :2] = True
+    row = rng.integers(0, 5, 1000).astype(np.int32)
+    colour = rng.random((1000, 2)).astype(np.float32)
+    distance = ((colour[:, None] - mean[row]) ** 2).sum(-1)
+    distance[~present[row]] = np.inf
+    first, second = np.argsort(distance, axis=1, kind="stable")[:, :2].T
+    pixels = np.arange(len(row))
+    step = ((mean[row, first] - mean[row, second]) ** 2).sum(-1)
+    gap = distance[pixels, second] - distance[pixels, first]
+    for chunk in (1 << 20, 999, 7):
+        nearest, band = refine._nearest_labels(colour, mean, present, row, chunk)
+        assert np.array_equal(nearest, first)
+        assert np.array_equal(band, gap < 2 * refine.EDGE_BAND * step)
+
 def test_refinement_smooths_faint_objects_more_than_bright_ones():
     """A bright and a faint disc in one noisy image: the noise is small next to the bright disc's
     step and large next to the faint one's. Each neighbourhood is smoothed for its own step: the

@@ -329,9 +329,11 @@ def node_means(values: np.ndarray, node_labels: np.ndarray, n_nodes: int) -> np.
     """Mean of per-pixel ``values`` ``(*spatial, F)`` over each node: ``c_i = mean_{p in i} v_p``."""
     flat = node_labels.ravel()
     inside = flat >= 0
-    nodes = flat[inside]
+    everywhere = bool(inside.all())  # then no copies of the labels and values
+    nodes = flat if everywhere else flat[inside]
     counts = np.bincount(nodes, minlength=n_nodes).astype(np.float64)
-    table = values.reshape(flat.size, -1)[inside]
+    table = values.reshape(flat.size, -1)
+    table = table if everywhere else table[inside]
     sums = np.stack(
         [np.bincount(nodes, weights=table[:, f], minlength=n_nodes) for f in range(table.shape[1])],
         axis=1,

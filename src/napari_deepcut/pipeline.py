@@ -518,8 +518,12 @@ def foreground_contrast(image: PreparedImage, foreground: np.ndarray) -> float:
     if image.noise == 0 or foreground.all() or not foreground.any():
         return float("inf")
     widths = smoothing_widths(CONTRAST_WIDTH, image.spacing)
-    smooth = ndimage.gaussian_filter(image.colour, [*widths, 0])
-    step = smooth[foreground].mean(0) - smooth[~foreground].mean(0)
+    n_inside, n = int(foreground.sum()), foreground.size
+    step = []
+    for channel in np.moveaxis(image.colour, -1, 0):  # one smoothed channel in memory at a time
+        smooth = ndimage.gaussian_filter(channel, widths)
+        inside, total = smooth[foreground].sum(dtype=np.float64), smooth.sum(dtype=np.float64)
+        step.append(inside / n_inside - (total - inside) / (n - n_inside))
     return float(np.linalg.norm(step) / (image.noise * noise_gain(widths)))
 
 

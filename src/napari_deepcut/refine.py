@@ -147,45 +147,82 @@ def refine_labels(
     )[on_boundary]
     involved = np.asarray(near.sum(0)).ravel() > 0  # nodes whose pixels enter a local mean
 
+    # One entry per pixel of an involved node, the m pixels of boundary nodes (those that move)
+    # first, in the narrowest dtypes: on a large volume most pixels are involved, and these
+    # arrays, not the image, set the peak memory.
     flat = graph.node_labels.ravel()
-    pixels = np.flatnonzero(np.where(flat >= 0, involved[flat], False))
-    node = flat[pixels]
+    index_type = np.int32 if flat.size < 2**31 else np.int64
+    pixels = np.concatenate(
+        [np.flatnonzero(_of_nodes(flat, mask)).astype(index_type) for mask in (on_boundary, involved & ~on_boundary)]
+    )
+    m = int(graph.sizes[on_boundary].sum())
+    node = flat[pixels].astype(np.int32)
     colour = image.colour.reshape(flat.size, -1)[pixels]
-    label = label_of_node[node]
-    moving = on_boundary[node]
-    row = (np.cumsum(on_boundary) - 1)[node[moving]]  # each moving pixel's neighbourhood
+    label = label_of_node.astype(np.uint8 if n_labels < 256 else np.int32)[node]
+    row = (np.cumsum(on_boundary, dtype=np.int32) - 1)[node[:m]]  # each moving pixel's neighbourhood
     in_band = np.zeros(len(pixels), bool)  # pixels on the blurred edge, left out of the means
-    if denoise:  # each moving pixel's colour smoothed for its neighbourhood's step; one pass per width
-        mean, count = _local_means(near, node * n_labels + label, colour, in_band, n_labels)
-        level = denoising_levels(image.noise, _smallest_steps(mean, count), image.spacing)[row]
-        moving_index = np.flatnonzero(moving)
-        for index in np.unique(level[level >= 0]):
-            chosen = moving_index[level == index]
-            widths = smoothing_widths(SIGMAS[index], image.spacing)
-            colour[chosen] = _smoothed_at(image.colour, pixels[chosen], widths)
-    moving_colour = colour[moving]
+    if denoise:
+        mean, count = _local_means(near, _keys(node, label, n_labels), colour, in_band, n_labels)
+        level = denoising_levels(image.noise, _smallest_steps(mean, count), image.spacing).astype(np.int8)
+        _denoise(colour[:m], pixels[:m], level[row], image)
     for _ in range(iterations):
-        key = node * n_labels + label
-        mean, count = _local_means(near, key, colour, in_band, n_labels)  # (boundary nodes, labels, C)
-        best, second = np.full(len(row), np.inf), np.full(len(row), np.inf)
-        new, runner_up = np.zeros(len(row), np.int64), np.zeros(len(row), np.int64)
-        for index in range(n_labels):  # a loop over labels, not pixels
-            difference = moving_colour - mean[row, index]
-            distance = np.einsum("ij,ij->i", difference, difference)
-            distance[count[row, index] == 0] = np.inf  # label absent from the neighbourhood
-            closer = distance < best  # strict: the first label wins ties
-            between = ~closer & (distance < second)
-            second[closer], runner_up[closer] = best[closer], new[closer]
-            second[between], runner_up[between] = distance[between], index
-            best[closer], new[closer] = distance[closer], index
-        step = np.sqrt(((mean[row, new] - mean[row, runner_up]) ** 2).sum(-1))
+        mean, count = _local_means(near, _keys(node, label, n_labels), colour, in_band, n_labels)
+        new, edge = _nearest_labels(colour[:m], mean.astype(np.float32), count > 0, row)
         band = np.zeros(len(pixels), bool)
-        band[moving] = np.isfinite(second) & (second - best < 2 * EDGE_BAND * step**2)
-        if np.array_equal(new, label[moving]) and np.array_equal(band, in_band):
+        band[:m] = edge
+        if np.array_equal(new, label[:m]) and np.array_equal(band, in_band):
             break
-        label[moving], in_band = new, band
-    labels.reshape(-1)[pixels[moving]] = codes[label[moving]]
+        label[:m], in_band = new, band
+    labels.reshape(-1)[pixels[:m]] = codes[label[:m]]
     return labels
+
+
+def _nearest_labels(colour, mean, present, row, chunk: int = 1 << 20) -> tuple[np.ndarray, np.ndarray]:
+    """For each pixel, of colour ``colour[i]`` in neighbourhood ``row[i]``: the nearest of
+    the labels ``present`` there, by squared distance to their ``mean`` colour (rows, labels, C;
+    ties go to the first label), and whether it lies in the :data:`EDGE_BAND` around the midpoint
+    of its two nearest means. Pixels are taken ``chunk`` at a time, so that the distances of a
+    large volume never all sit in memory at once.
+
+    Returns
+    -------
+    nearest : ndarray of uint8 (int32 beyond 255 labels)
+    band : ndarray of bool
+    """
+    n_labels = mean.shape[1]
+    step = ((mean[:, :, None] - mean[:, None]) ** 2).sum(-1)  # squared, per row and label pair
+    nearest = np.zeros(len(row), np.uint8 if n_labels < 256 else np.int32)
+    band = np.zeros(len(row), bool)
+    for start in range(0, len(row), chunk):
+        part = slice(start, min(start + chunk, len(row)))
+        rows, pixel_colour, first = row[part], colour[part], nearest[part]
+        best, second_best = np.full((2, len(rows)), np.inf, np.float32)
+        second = np.zeros_like(first)
+        for index in range(n_labels):  # a loop over labels, not pixels
+            difference = pixel_colour - mean[rows, index]
+            distance = np.einsum("ij,ij->i", difference, difference)
+            distance[~present[rows, index]] = np.inf
+            closer = distance < best  # strict: the first label wins ties
+            between = ~closer & (distance < second_best)
+            second_best[closer], second[closer] = best[closer], first[closer]
+            second_best[between], second[between] = distance[between], index
+            best[closer], first[closer] = distance[closer], index
+        band[part] = np.isfinite(second_best) & (second_best - best < 2 * EDGE_BAND * step[rows, first, second])
+    return nearest, band
+
+
+def _denoise(colour, pixels, level, image) -> None:
+    """Replace, in place, the ``colour`` of each pixel (flat index ``pixels``) whose smoothing
+    ``level`` is not -1 by the image smoothed at that width of :data:`SIGMAS`; one filter per
+    width used."""
+    for index in np.unique(level[level >= 0]):
+        chosen = np.flatnonzero(level == index)
+        colour[chosen] = _smoothed_at(image.colour, pixels[chosen], smoothing_widths(SIGMAS[index], image.spacing))
+
+
+def _of_nodes(flat: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """Whether each pixel (node index, -1 for none) belongs to a ``chosen`` node."""
+    return np.where(flat >= 0, chosen[flat], False)
 
 
 def _smoothed_at(colour: np.ndarray, flat_pixels: np.ndarray, widths: tuple[float, ...]) -> np.ndarray:
@@ -193,12 +230,29 @@ def _smoothed_at(colour: np.ndarray, flat_pixels: np.ndarray, widths: tuple[floa
     pixels ``flat_pixels`` (flat indices) only: the filter runs on their bounding box, widened by
     the kernel's reach so that the values are those of the whole image smoothed."""
     spatial = colour.shape[:-1]
-    coords = np.unravel_index(flat_pixels, spatial)
-    reach = [int(4.0 * w + 0.5) for w in widths]  # scipy's kernel radius at truncate=4
-    low = [max(0, int(c.min()) - r) for c, r in zip(coords, reach)]
-    box = tuple(slice(lo, min(n, int(c.max()) + r + 1)) for lo, c, r, n in zip(low, coords, reach, spatial))
-    smoothed = ndimage.gaussian_filter(colour[box], [*widths, 0])
-    return smoothed[tuple(c - lo for c, lo in zip(coords, low))]
+    strides = [int(np.prod(spatial[axis + 1 :])) for axis in range(len(spatial))]
+
+    def coordinate(axis):  # one axis at a time: a full set of coordinates is several index arrays
+        return flat_pixels // strides[axis] % spatial[axis]
+
+    box = []
+    for axis, width in enumerate(widths):
+        reach = int(4.0 * width + 0.5)  # scipy's kernel radius at truncate=4
+        along = coordinate(axis)
+        box.append(slice(max(0, int(along.min()) - reach), min(spatial[axis], int(along.max()) + reach + 1)))
+    smoothed = ndimage.gaussian_filter(colour[tuple(box)], [*widths, 0])
+    inside = flat_pixels  # the flat index within the box, built axis by axis
+    if smoothed.shape[:-1] != spatial:
+        inside = np.zeros(len(flat_pixels), np.int64)
+        for axis, part in enumerate(box):
+            inside = inside * (part.stop - part.start) + (coordinate(axis) - part.start)
+    return smoothed.reshape(-1, colour.shape[-1])[inside]
+
+
+def _keys(node: np.ndarray, label: np.ndarray, n_labels: int) -> np.ndarray:
+    """One key per (node, label) pair, ``node * n_labels + label``, in the narrowest integer."""
+    dtype = np.int32 if (int(node.max(initial=0)) + 1) * n_labels < 2**31 else np.int64
+    return node.astype(dtype) * n_labels + label
 
 
 def _local_means(near, key, colour, left_out, n_labels) -> tuple[np.ndarray, np.ndarray]:
