@@ -819,19 +819,34 @@ def test_two_stages_together():
 def test_progress_and_cancel_hooks():
     image, _ = two_region()
     seen = []
-    segment(image, progress=seen.append, **FAST)
-    assert seen and seen[0].stage == "foreground" and seen[0].epoch == 1
+    segment(image, parts=2, progress=seen.append, **FAST)
+    steps = [(p.stage, p.step) for p in seen if p.step]
+    assert steps == [
+        ("foreground", "building the graph"), ("foreground", "refining edges"),
+        ("parts", "building the graph"), ("parts", "refining edges"),
+    ]  # the steps around training, each announced as it begins, with no epochs
+    assert all(p.epoch == p.epochs == 0 for p in seen if p.step)
+    trained = [p for p in seen if not p.step and p.stage == "foreground"]
+    assert trained[0].epoch == 1
     # the foreground stage's two trainings count as one run of twice the epochs
-    assert all(p.epochs == 2 * FAST["epochs"] for p in seen)
-    epochs = [p.epoch for p in seen]
+    assert all(p.epochs == 2 * FAST["epochs"] for p in trained)
+    epochs = [p.epoch for p in trained]
     assert epochs == sorted(epochs) and epochs[-1] > FAST["epochs"]
     seen.clear()
     segment(image, progress=seen.append, laplacian_features=0, **FAST)
-    assert all(p.epochs == FAST["epochs"] for p in seen)
+    assert all(p.epochs == FAST["epochs"] for p in seen if not p.step)
     calls = []
     with pytest.raises(SegmentationCancelled):
         segment(image, cancel=lambda: calls.append(1) or len(calls) > 3, **FAST)
     assert len(calls) == 4
+    # cancel is looked at once more before each step: pressed after training, the run stops there
+    seen, checks = [], []
+    segment(image, progress=seen.append, cancel=lambda: checks.append(len(seen)) and False, laplacian_features=0, **FAST)
+    refining = next(i for i, p in enumerate(seen) if p.step == "refining edges")
+    last_check = len(checks) - 1 - checks[::-1].index(refining)  # the check just before that step
+    calls.clear()
+    with pytest.raises(SegmentationCancelled, match="refining edges"):
+        segment(image, cancel=lambda: calls.append(1) or len(calls) > last_check, laplacian_features=0, **FAST)
 
 
 def test_cancel_reaches_the_eigengap_solver():
@@ -847,8 +862,8 @@ def test_cancel_reaches_the_eigengap_solver():
     with pytest.raises(SegmentationCancelled):
         spectral_ncut(graph, 4, find_k=True, cancel=lambda: True)
     with pytest.raises(SegmentationCancelled, match="number of clusters"):
-        calls.clear()  # the first check (before training) passes, the solver's first product stops
-        cancel = lambda: calls.append(1) or len(calls) > 1  # noqa: E731
+        calls.clear()  # the checks before graph building and training pass, the solver's first product stops
+        cancel = lambda: calls.append(1) or len(calls) > 2  # noqa: E731
         segment(image, nodes="pixels", downsample=1, foreground_loss="ncut", cancel=cancel)
     assert eigengap_clusters(graph, 4, cancel=lambda: False) == eigengap_clusters(graph, 4)
 

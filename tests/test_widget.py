@@ -124,7 +124,15 @@ def test_foreground_then_parts_keeps_hand_edits(make_napari_viewer, qtbot):
     foreground_widget = open_widget(viewer, "Foreground / background", seed=3)
     assert foreground_widget.image_chooser.value is image
 
+    shown = []  # (progress bar, status) as the GUI showed them
+    foreground_widget._relay.progressed.connect(
+        lambda *_: shown.append((foreground_widget.progress_bar.value, foreground_widget.status.value))
+    )
     run_and_wait(qtbot, foreground_widget)
+    assert any(text == "foreground: refining edges…" for _, text in shown)  # a step is named
+    assert any(text.startswith("foreground: epoch") for _, text in shown)
+    bars = [bar for bar, _ in shown]
+    assert bars == sorted(bars)  # a step without epochs leaves the bar where it was
     foreground = viewer.layers["disc foreground"]
     assert isinstance(foreground, Labels)
     assert foreground.data.shape == (64, 64) and foreground.data.dtype == np.uint8

@@ -392,16 +392,18 @@ class ProgressRelay(QObject):
 def stage_progress(relay: ProgressRelay, frame: int, n_frames: int) -> Callable[[Progress], None]:
     """The engine's progress callback for one frame of ``n_frames``."""
 
-    def on_epoch(progress: Progress) -> None:
-        fraction = (frame + progress.epoch / progress.epochs) / n_frames
+    def on_progress(progress: Progress) -> None:
         where = f"frame {frame + 1}/{n_frames} · " if n_frames > 1 else ""
+        if progress.step:  # a step without epochs: the bar stays, the text names the step
+            relay.report(float("nan"), f"{where}{progress.stage}: {progress.step}…", force=True)
+            return
         relay.report(
-            fraction,
+            (frame + progress.epoch / progress.epochs) / n_frames,
             f"{where}{progress.stage}: epoch {progress.epoch}/{progress.epochs}, loss {progress.loss:.4g}",
             force=progress.epoch == progress.epochs,
         )
 
-    return on_epoch
+    return on_progress
 
 
 # --- widgets -----------------------------------------------------------------------------------
@@ -625,7 +627,7 @@ class _RunWidget(QWidget):
         self.worker.start()
 
     def cancel(self, *_) -> None:
-        """Ask the running job to stop; the engine checks after every epoch."""
+        """Ask the running job to stop; the engine checks after every epoch and before each step."""
         if self.running:
             self._cancel_event.set()
             self.status.value = "cancelling…"
@@ -662,7 +664,8 @@ class _RunWidget(QWidget):
 
     def _show_progress(self, fraction: float, text: str) -> None:
         if self.running:
-            self.progress_bar.value = int(round(1000 * min(max(fraction, 0.0), 1.0)))
+            if not np.isnan(fraction):  # NaN: a step without epochs, the bar stays where it is
+                self.progress_bar.value = int(round(1000 * min(max(fraction, 0.0), 1.0)))
             self.status.value = text
 
     def _done_text(self, what: str) -> str:

@@ -22,12 +22,15 @@ class SegmentationCancelled(Exception):
 
 @dataclass(frozen=True)
 class Progress:
-    """What a progress callback receives after each epoch."""
+    """What a progress callback receives: after each epoch of training, and when a step without
+    epochs begins (``step`` names it, e.g. ``"refining edges"``; ``epoch`` and ``epochs`` are 0
+    and ``loss`` NaN), so that a long step on a large image is not mistaken for a hang."""
 
     stage: str
     epoch: int
     epochs: int
     loss: float
+    step: str = ""
 
 
 @dataclass

@@ -323,6 +323,15 @@ def _pass_progress(progress: ProgressCallback | None, index: int, count: int) ->
     return lambda p: progress(dataclasses.replace(p, epoch=index * p.epochs + p.epoch, epochs=count * p.epochs))
 
 
+def _begin_step(step: str, stage: str, progress: ProgressCallback | None, cancel: CancelCheck | None) -> None:
+    """Say that ``step`` of ``stage`` begins, after a last look at ``cancel``: the steps around
+    training (graph building, edge refinement) take seconds on large images and volumes."""
+    if cancel is not None and cancel():
+        raise SegmentationCancelled(f"cancelled before {stage}: {step}")
+    if progress is not None:
+        progress(Progress(stage, 0, 0, float("nan"), step))
+
+
 MANY_OBJECTS = 0.5
 """A foreground is many objects when no connected piece of it holds this share of its area."""
 
@@ -677,6 +686,7 @@ def _foreground_pass(
     second_pass = settings.clustering == "gnn" and 0 < settings.laplacian_features
     on_pixels = settings.nodes == "pixels"
     uses_edges = settings.clustering == "spectral" or settings.foreground_loss != "cc"
+    _begin_step("building the graph", stage, progress, cancel)
     graph = build_graph(image, settings, mask=inside, long_range=uses_edges or (second_pass and not on_pixels))
     k = min(settings.foreground_clusters, max(graph.n_nodes, 2))
     second_pass &= graph.n_nodes > settings.laplacian_features + 1
@@ -702,6 +712,7 @@ def _foreground_pass(
     if sides == "always" or (sides == "many" and many):
         on_foreground = colour_sides_step(graph, on_foreground)
     if settings.refine:
+        _begin_step("refining edges", stage, progress, cancel)
         foreground = refine_labels(graph, on_foreground, image, denoise=settings.refine_denoise)
     else:
         foreground = graph.to_image(on_foreground, fill=False)
@@ -739,6 +750,7 @@ def parts_stage(
     if image.constant:
         return StageResult(mask.astype(np.uint16), None, None, 1, 0.0)
     k = settings.max_parts if parts == "auto" else int(parts)
+    _begin_step("building the graph", "parts", progress, cancel)
     graph = build_graph(image, settings, mask=mask)
     if graph.n_nodes < 2:
         warnings.warn("the foreground holds a single node: it is one part", stacklevel=3)
@@ -753,6 +765,7 @@ def parts_stage(
     clustering = _cluster(graph, k, parts == "auto", settings, settings.loss, "parts", progress, cancel, k_graph)
     clusters = clustering.labels + 1  # 0 stays "no part"
     if settings.refine:
+        _begin_step("refining edges", "parts", progress, cancel)
         clusters = refine_labels(graph, clusters, image, denoise=settings.refine_denoise)
     else:
         clusters = graph.to_image(clusters, fill=0)
@@ -796,9 +809,10 @@ def segment(
     rgb : bool, optional
         Whether the channel axis is RGB(A) (as napari's ``layer.rgb``); default guessed.
     progress : callable, optional
-        Called with a :class:`~napari_deepcut.cluster.Progress` after every epoch.
+        Called with a :class:`~napari_deepcut.cluster.Progress` after every epoch, and as each
+        step without epochs begins (building the graph, refining edges).
     cancel : callable, optional
-        Polled after every epoch; returning True raises
+        Polled after every epoch and before each step; returning True raises
         :class:`~napari_deepcut.cluster.SegmentationCancelled`.
     **settings
         Any field of :class:`~napari_deepcut.settings.Settings` (``nodes``, ``n_segments``,
