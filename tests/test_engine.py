@@ -401,7 +401,7 @@ def test_refinement_leaves_the_blurred_edge_out_of_the_means(monkeypatch):
 
     image, truth = spots_field(radius=3, step=16)
     trimmed = segment(image, **FAST).foreground
-    monkeypatch.setattr(refine, "EDGE_BAND", 0.0)  # every pixel counted
+    monkeypatch.setattr(refine, "EDGE_BAND", {2: 0.0, 3: 0.0})  # every pixel counted
     plain = segment(image, **FAST).foreground
     assert iou(trimmed, truth) > iou(plain, truth) + 0.01
     assert abs(trimmed.sum() / truth.sum() - 1) < abs(plain.sum() / truth.sum() - 1)
@@ -458,9 +458,9 @@ def test_nearest_labels_match_a_direct_search_in_any_chunks():
     step = ((mean[row, first] - mean[row, second]) ** 2).sum(-1)
     gap = distance[pixels, second] - distance[pixels, first]
     for chunk in (1 << 20, 999, 7):
-        nearest, band = refine._nearest_labels(colour, mean, present, row, chunk)
+        nearest, band = refine._nearest_labels(colour, mean, present, row, 1 / 8, chunk)
         assert np.array_equal(nearest, first)
-        assert np.array_equal(band, gap < 2 * refine.EDGE_BAND * step)
+        assert np.array_equal(band, gap < 2 / 8 * step)
 
 def test_refinement_smooths_faint_objects_more_than_bright_ones():
     """A bright and a faint disc in one noisy image: the noise is small next to the bright disc's
