@@ -280,7 +280,7 @@ def test_channel_axis_of_a_multichannel_layer(make_napari_viewer, qtbot):
 
 
 @needs_display
-def test_time_series_frame_by_frame(make_napari_viewer, qtbot):
+def test_time_series_frame_by_frame(make_napari_viewer, qtbot, notifications):
     viewer = make_napari_viewer()
     viewer.add_image(samples.blob_timelapse(n_frames=3, shape=(40, 40)), name="movie", scale=(5.0, 0.5, 0.5))
     foreground_widget = open_widget(viewer, "Foreground / background")
@@ -306,6 +306,15 @@ def test_time_series_frame_by_frame(make_napari_viewer, qtbot):
     run_and_wait(qtbot, preview_widget)
     regions = viewer.layers["movie superpixels"]
     assert regions.data.shape == (40, 40) and regions.metadata["frame"] == 2
+
+    blank = np.random.default_rng(0).normal(100, 10, (40, 40))  # a frame of pure noise
+    viewer.add_image(np.stack([blank, viewer.layers["movie"].data[1] * 1.0]), name="with a blank frame")
+    foreground_widget.image_chooser.value = viewer.layers["with a blank frame"]
+    run_and_wait(qtbot, foreground_widget)
+    result = viewer.layers["with a blank frame foreground"].data
+    assert not result[0].any() and result[1].any()
+    kind, message = notifications[-1]
+    assert kind == "info" and "frame 1 of 'with a blank frame' left empty" in message
 
 
 @needs_display

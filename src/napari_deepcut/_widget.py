@@ -703,8 +703,22 @@ class ForegroundWidget(_RunWidget):
     def _finish(self, outcome: Outcome) -> None:
         layer, axes = self._job_context
         new = self.add_result_layer(outcome.data, layer, axes, "foreground", outcome.metadata)
+        emptied = _emptied_frames(outcome.metadata)
         if not outcome.data.any():
-            show_warning(f"napari-deepcut: no foreground was found in '{layer.name}'{_why_empty(outcome.metadata)}")
+            why = ""
+            if emptied:
+                why = (
+                    ": nothing stands out from its noise (the empty-field check, min_contrast="
+                    f"{outcome.metadata['settings']['min_contrast']:g}; lower it to keep what the "
+                    "clustering split off)"
+                )
+            show_warning(f"napari-deepcut: no foreground was found in '{layer.name}'{why}")
+        elif emptied:
+            frames = ", ".join(str(t + 1) for t in emptied)
+            show_info(
+                f"napari-deepcut: frame {frames} of '{layer.name}' left empty: nothing stands out "
+                "from the noise there (the empty-field check, min_contrast)"
+            )
         self.status.value = self._done_text(f"added '{new.name}'")
 
 
@@ -818,18 +832,12 @@ def segment_frames(data, layer, axes: ImageAxes, dtype, stage_of_frame: Callable
     return labels, stages
 
 
-def _why_empty(metadata: dict) -> str:
-    """The reason an empty foreground was left empty, when the empty-field check
-    (``min_contrast``) emptied it: for the image, or for every frame of a series."""
+def _emptied_frames(metadata: dict) -> list[int]:
+    """The frames (0 for a single image) whose foreground the empty-field check emptied: those
+    whose ``contrast_to_noise`` is under ``min_contrast``."""
     facts = metadata["frames"] if "frames" in metadata else [metadata.get("foreground")]
-    ratios = [f.get("contrast_to_noise", np.inf) if f else np.inf for f in facts]
     threshold = metadata["settings"]["min_contrast"]
-    if not ratios or max(ratios) >= threshold:
-        return ""
-    return (
-        f": nothing stands out from its noise (contrast to noise {max(ratios):.1f}, under "
-        f"min_contrast={threshold:g}); lower min_contrast to keep what the clustering split off"
-    )
+    return [t for t, f in enumerate(facts) if f and f.get("contrast_to_noise", np.inf) < threshold]
 
 
 def _result_metadata(settings: Settings, image_name: str, stage_name: str, stages: list, axes: ImageAxes) -> dict:
