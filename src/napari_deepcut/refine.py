@@ -165,17 +165,17 @@ def refine_labels(
         [np.flatnonzero(_of_nodes(flat, mask)).astype(index_type) for mask in (on_boundary, involved & ~on_boundary)]
     )
     m = int(graph.sizes[on_boundary].sum())
-    node = flat[pixels].astype(np.int32)
+    node = flat[pixels].astype(np.int32 if n * n_labels < 2**31 else np.int64)  # keys below fit too
     colour = image.colour.reshape(flat.size, -1)[pixels]
     label = label_of_node.astype(np.uint8 if n_labels < 256 else np.int32)[node]
     row = (np.cumsum(on_boundary, dtype=np.int32) - 1)[node[:m]]  # each moving pixel's neighbourhood
     in_band = np.zeros(len(pixels), bool)  # pixels on the blurred edge, left out of the means
     if denoise:
-        mean, count = _local_means(near, _keys(node, label, n_labels), colour, in_band, n_labels)
+        mean, count = _local_means(near, node * n_labels + label, colour, in_band, n_labels)
         level = denoising_levels(image.noise, _smallest_steps(mean, count), image.spacing).astype(np.int8)
         _denoise(colour[:m], pixels[:m], level[row], image)
     for _ in range(iterations):
-        mean, count = _local_means(near, _keys(node, label, n_labels), colour, in_band, n_labels)
+        mean, count = _local_means(near, node * n_labels + label, colour, in_band, n_labels)
         new, edge = _nearest_labels(colour[:m], mean.astype(np.float32), count > 0, row, EDGE_BAND[image.ndim])
         band = np.zeros(len(pixels), bool)
         band[:m] = edge
@@ -190,8 +190,9 @@ def _nearest_labels(colour, mean, present, row, band_width, chunk: int = 1 << 20
     """For each pixel, of colour ``colour[i]`` in neighbourhood ``row[i]``: the nearest of
     the labels ``present`` there, by squared distance to their ``mean`` colour (rows, labels, C;
     ties go to the first label), and whether it lies in the band around the midpoint of its two
-    nearest means, ``band_width`` of their step to either side (:data:`EDGE_BAND`). Pixels are taken ``chunk`` at a time, so that the distances of a
-    large volume never all sit in memory at once.
+    nearest means, ``band_width`` of their step to either side (:data:`EDGE_BAND`). Pixels are
+    taken ``chunk`` at a time, so that the distances of a large volume never all sit in memory
+    at once.
 
     Returns
     -------
@@ -256,12 +257,6 @@ def _smoothed_at(colour: np.ndarray, flat_pixels: np.ndarray, widths: tuple[floa
         for axis, part in enumerate(box):
             inside = inside * (part.stop - part.start) + (coordinate(axis) - part.start)
     return smoothed.reshape(-1, colour.shape[-1])[inside]
-
-
-def _keys(node: np.ndarray, label: np.ndarray, n_labels: int) -> np.ndarray:
-    """One key per (node, label) pair, ``node * n_labels + label``, in the narrowest integer."""
-    dtype = np.int32 if (int(node.max(initial=0)) + 1) * n_labels < 2**31 else np.int64
-    return node.astype(dtype) * n_labels + label
 
 
 def _local_means(near, key, colour, left_out, n_labels) -> tuple[np.ndarray, np.ndarray]:
