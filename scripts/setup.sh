@@ -18,6 +18,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 python3 -m venv .venv
+# No pip cache: where torch is downloaded (a CUDA build, several GB) a cached copy would double the
+# disk it takes.
+export PIP_NO_CACHE_DIR=1
 .venv/bin/python -m pip install -q --upgrade pip
 # torch first, pinned, so the version is known; timm (the dino extra) needs the torchvision that
 # matches it. These are the registry's default builds, which run on the CPU as well as on CUDA.
