@@ -14,8 +14,11 @@ from napari_deepcut.baselines import eigengap_clusters, spectral_ncut
 from napari_deepcut.graph import (
     affinity_factors,
     affinity_weights,
+    NOISE_FLOOR,
+    automatic_sigma,
     build_graph,
     node_means,
+    noise_step,
     pixel_labels,
     region_adjacency,
 )
@@ -963,14 +966,19 @@ def test_constant_image_warns_and_returns_empty_labels():
 
 @pytest.mark.parametrize("shape", [(128, 128), (12, 48, 48)])
 def test_an_empty_field_of_noise_gives_an_empty_foreground(shape):
-    """Pure noise holds no object: the clustering still splits it, but what it finds does not
-    stand out from the noise once smoothed, so the foreground is empty and a warning says why."""
+    """Pure noise holds no object. On superpixels the noise floor of the affinity scale leaves it
+    one cluster. Pixel nodes have no floor and the clustering splits the noise, but what it finds
+    does not stand out once smoothed. Either way the foreground is empty and a warning says why."""
     field = np.random.default_rng(0).normal(100, 10, shape).astype(np.float32)
-    with pytest.warns(UserWarning, match="stands out from the image's noise"):
+    with pytest.warns(UserWarning, match="one region only"):
         result = segment(field, **FAST)
+    assert not result.foreground.any() and result.foreground_stage.n_clusters == 1
+    on_pixels = dict(FAST, nodes="pixels", downsample=2)
+    with pytest.warns(UserWarning, match="stands out from the image's noise"):
+        result = segment(field, **on_pixels)
     assert not result.foreground.any()
     assert result.foreground_stage.contrast < 2.0
-    kept = segment(field, min_contrast=0, **FAST)  # the check off: the clustering's split stays
+    kept = segment(field, min_contrast=0, **on_pixels)  # the check off: the clustering's split stays
     assert kept.foreground.any() and np.isnan(kept.foreground_stage.contrast)
 
 
@@ -985,6 +993,41 @@ def test_a_faint_object_in_noise_is_kept():
         result = segment(image)
     assert iou(result.foreground, disc) > 0.8
     assert result.foreground_stage.contrast > 3.0
+
+
+def test_affinity_scale_has_a_floor_set_by_the_pixel_noise_on_superpixels():
+    """On a field of noise the mean squared distance between superpixels is about the noise's own,
+    and sigma is the floor: NOISE_FLOOR times the step noise makes between two nodes'
+    means. Where two regions differ by much more than the noise, sigma is their mean squared
+    distance. Pixel nodes have no floor."""
+    noise = np.random.default_rng(0).normal(0.5, 0.1, (128, 128))
+    image = prepare_image(noise)
+    graph = build_graph(image, Settings())
+    floor = NOISE_FLOOR * noise_step(image.noise, 1, graph.sizes)
+    assert noise_step(image.noise, 1, graph.sizes) == pytest.approx(2 * image.noise**2 / graph.sizes.mean())
+    assert graph.sigma == pytest.approx(floor) and floor > automatic_sigma(graph.features)
+    two, _ = two_region()
+    graph = build_graph(prepare_image(two), Settings())
+    assert graph.sigma == pytest.approx(automatic_sigma(graph.features))
+    pixels = build_graph(image, Settings(nodes="pixels", downsample=4))
+    assert pixels.sigma == pytest.approx(automatic_sigma(pixels.features))
+
+
+@pytest.mark.parametrize("kind", ["grey", "rgb", "volume"])
+def test_one_small_object_in_a_noisy_field_is_found(kind):
+    """A single disc (ball) a few superpixels large, 4 noise deviations bright: without the
+    affinity scale's noise floor the clustering cut the noise into clusters and lost it."""
+    rng = np.random.default_rng(2)
+    shape = (40, 112, 112) if kind == "volume" else (256, 256)
+    grid = np.indices(shape).astype(float)
+    centre = np.array(shape) * [0.5, 0.6, 0.35][-len(shape) :]
+    radius = 7.0 if kind == "volume" else 10.0
+    disc = ((grid - centre.reshape(-1, *[1] * len(shape))) ** 2).sum(0) < radius**2
+    image = 100 + 40.0 * disc + rng.normal(0, 10, shape)
+    if kind == "rgb":
+        image = np.stack([image, 200 - image, rng.normal(100, 10, shape)], -1)
+    result = segment(np.clip(image, 0, 255).astype(np.uint8), rgb=kind == "rgb")
+    assert iou(result.foreground, disc) > 0.9
 
 
 def test_settings_are_checked_and_replaceable():

@@ -247,6 +247,17 @@ def test_an_empty_field_says_why_its_foreground_is_empty(make_napari_viewer, qtb
     assert not result.data.any() and result.metadata["foreground"]["contrast_to_noise"] < 3
     kind, message = notifications[-1]
     assert kind == "warning" and "blank well" in message and "stands out from its noise" in message
+    assert "the empty-field check, min_contrast=3" in message
+
+    # the default superpixels: the noise floor of the affinities leaves the field one cluster
+    viewer.add_image(np.random.default_rng(1).normal(100, 10, (256, 256)).astype(np.float32), name="well 2")
+    widget.image_chooser.value = viewer.layers["well 2"]
+    widget.form.controls["n_segments"].value = 1000
+    run_and_wait(qtbot, widget)
+    result = viewer.layers["well 2 foreground"]
+    assert not result.data.any() and result.metadata["foreground"]["n_clusters"] == 1
+    kind, message = notifications[-1]
+    assert kind == "warning" and "stands out from its noise" in message and "one region only" in message
 
 
 # --- volumes, time series, samples -----------------------------------------------------------------

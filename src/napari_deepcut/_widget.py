@@ -703,21 +703,25 @@ class ForegroundWidget(_RunWidget):
     def _finish(self, outcome: Outcome) -> None:
         layer, axes = self._job_context
         new = self.add_result_layer(outcome.data, layer, axes, "foreground", outcome.metadata)
-        emptied = _emptied_frames(outcome.metadata)
+        emptied, checked = _emptied_frames(outcome.metadata)
         if not outcome.data.any():
             why = ""
-            if emptied:
+            if checked:
                 why = (
                     ": nothing stands out from its noise (the empty-field check, min_contrast="
                     f"{outcome.metadata['settings']['min_contrast']:g}; lower it to keep what the "
                     "clustering split off)"
+                )
+            elif emptied:
+                why = (
+                    ": nothing stands out from its noise (the clustering found one region only)"
                 )
             show_warning(f"napari-deepcut: no foreground was found in '{layer.name}'{why}")
         elif emptied:
             frames = ", ".join(str(t + 1) for t in emptied)
             show_info(
                 f"napari-deepcut: frame {frames} of '{layer.name}' left empty: nothing stands out "
-                "from the noise there (the empty-field check, min_contrast)"
+                "from the noise there"
             )
         self.status.value = self._done_text(f"added '{new.name}'")
 
@@ -832,12 +836,15 @@ def segment_frames(data, layer, axes: ImageAxes, dtype, stage_of_frame: Callable
     return labels, stages
 
 
-def _emptied_frames(metadata: dict) -> list[int]:
-    """The frames (0 for a single image) whose foreground the empty-field check emptied: those
-    whose ``contrast_to_noise`` is under ``min_contrast``."""
+def _emptied_frames(metadata: dict) -> tuple[list[int], bool]:
+    """The frames (0 for a single image) left empty because nothing in them stands out from the
+    noise: the clustering found one region there, or the empty-field check emptied what it found
+    (``contrast_to_noise`` under ``min_contrast``); and whether the check emptied any."""
     facts = metadata["frames"] if "frames" in metadata else [metadata.get("foreground")]
     threshold = metadata["settings"]["min_contrast"]
-    return [t for t, f in enumerate(facts) if f and f.get("contrast_to_noise", np.inf) < threshold]
+    checked = [t for t, f in enumerate(facts) if f and f.get("contrast_to_noise", np.inf) < threshold]
+    single = [t for t, f in enumerate(facts) if f and f.get("n_clusters") == 1]
+    return sorted(checked + single), bool(checked)
 
 
 def _result_metadata(settings: Settings, image_name: str, stage_name: str, stages: list, axes: ImageAxes) -> dict:

@@ -297,7 +297,9 @@ def with_laplacian_features(
     r"""The graph with :func:`~napari_deepcut.baselines.spectral_embedding` (``count`` leading
     eigenvectors, rows of unit length) appended to its node features, scaled so that both parts
     have the same total variance, :math:`\sum_f \mathrm{Var}(u_f) = \sum_f \mathrm{Var}(c_f)`;
-    sigma is chosen again (:func:`~napari_deepcut.graph.automatic_sigma`).
+    sigma is chosen again (:func:`~napari_deepcut.graph.automatic_sigma`), no less than twice the
+    graph's, so that a noise floor of the colour graph (:data:`~napari_deepcut.graph.NOISE_FLOOR`)
+    carries over: doubling is what the appended variance does to the mean squared distance.
 
     Colour alone joins an object to any region of its colour, however far; the eigenvectors keep
     apart what the graph's boundaries separate. With ``source`` (superpixels of the same image,
@@ -313,7 +315,7 @@ def with_laplacian_features(
     spread = embedding.var(0).sum()
     embedding *= np.sqrt(colour.var(0).sum() / spread) if spread > 0 else 0.0
     features = np.concatenate([colour, embedding], 1).astype(np.float32)
-    return dataclasses.replace(graph, features=features, sigma=automatic_sigma(features))
+    return dataclasses.replace(graph, features=features, sigma=automatic_sigma(features, 2.0 * graph.sigma))
 
 
 def _pass_progress(progress: ProgressCallback | None, index: int, count: int) -> ProgressCallback | None:
@@ -636,9 +638,12 @@ def foreground_stage(
     segmented again, on the levelled image if it was levelled, with more superpixels
     (:func:`finer_segments`).
 
-    With ``min_contrast`` > 0, a foreground that does not stand out from the image's noise by that
-    much (:func:`foreground_contrast`) is emptied, with a warning: an empty field of noise holds
-    no object, though the clustering splits it in two."""
+    When the clustering finds a single region the foreground is empty, with a warning (an empty
+    field, on superpixels, whose noise the floor of the affinity scale keeps together:
+    :data:`~napari_deepcut.graph.NOISE_FLOOR`). Otherwise, with ``min_contrast`` > 0, a foreground
+    that does not stand out from the image's noise by that much (:func:`foreground_contrast`) is
+    emptied, with a warning: an empty field of noise holds no object, though the clustering may
+    split it in two."""
     start = time.perf_counter()
     if image.constant:
         return StageResult(np.zeros(image.spatial_shape, np.uint8), None, None, 0, 0.0)
@@ -656,7 +661,13 @@ def foreground_stage(
             result, _ = _foreground_pass(image, finer_settings, progress, cancel, "foreground, finer superpixels")
             result.adapted_segments = finer
     result.background_unevenness = unevenness
-    if settings.min_contrast > 0:
+    if result.n_clusters == 1 and not result.labels.any():
+        warnings.warn(
+            "the clustering found one region only (nothing in the image differs from the rest by "
+            "more than its noise): the foreground is empty",
+            stacklevel=3,
+        )
+    elif settings.min_contrast > 0:
         result.contrast = foreground_contrast(image, result.labels.astype(bool))
         if result.contrast < settings.min_contrast:
             warnings.warn(
