@@ -427,6 +427,7 @@ def affinity_weights(
     sigma : float, optional
         Scale; ``None`` or 0 picks :func:`automatic_sigma`, no less than ``floor``.
     floor : float
+        Lower bound on the automatic scale (0: none); a given ``sigma`` is used as it is.
 
     Returns
     -------
