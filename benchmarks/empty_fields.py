@@ -4,8 +4,9 @@ The foreground stage keeps its foreground only when its contrast to the noise
 (:func:`napari_deepcut.pipeline.foreground_contrast`) reaches ``min_contrast``. This prints that
 ratio, measured with the check off, for fields of pure noise (no object: every foreground found is
 wrong; "one region" counts those the clustering left one cluster, whose foreground is empty
-already, by the noise floor of the affinities) and for the development sets and the synthetic microscopy kinds (objects everywhere: every
-foreground should stay), so the margin on either side of the threshold is visible.
+already, by the noise floor of the affinities) and for the development sets and the synthetic
+microscopy kinds (objects everywhere: every foreground should stay), so the margin on either side
+of the threshold is visible.
 
     python benchmarks/empty_fields.py --fields 6                # noise only (about a minute)
     python benchmarks/empty_fields.py --fields 6 --limit 100    # + horse, nuclei-dev, synthetic kinds

@@ -12,9 +12,9 @@ from scipy import ndimage
 from napari_deepcut import SegmentationCancelled, segment, segment_parts
 from napari_deepcut.baselines import eigengap_clusters, spectral_ncut
 from napari_deepcut.graph import (
+    NOISE_FLOOR,
     affinity_factors,
     affinity_weights,
-    NOISE_FLOOR,
     automatic_sigma,
     build_graph,
     node_means,

@@ -713,9 +713,7 @@ class ForegroundWidget(_RunWidget):
                     "clustering split off)"
                 )
             elif emptied:
-                why = (
-                    ": nothing stands out from its noise (the clustering found one region only)"
-                )
+                why = ": nothing stands out from its noise (the clustering found one region only)"
             show_warning(f"napari-deepcut: no foreground was found in '{layer.name}'{why}")
         elif emptied:
             frames = ", ".join(str(t + 1) for t in emptied)
