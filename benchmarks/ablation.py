@@ -32,6 +32,7 @@ VARIANTS = [
     ("- denoising before edge refinement (noisy images only)", {"refine_denoise": False}),
     ("- finer superpixels for small objects (scenes of many objects under two superpixels each)", {"adapt_superpixels": False}),
     ("- frame trimming", {"trim_frame": False}),
+    ("- dark-field rule (grey / multichannel dark fields: only a foreground brighter than its background)", {"dark_field": False}),
     ("- outline choice: the border split of the clustering with the stronger outline", {"patch": {"choose_foreground": "border"}}),
     ("- outline choice, fast preset (colour only)", {"laplacian_features": 0, "patch": {"choose_foreground": "border"}}),
     ("border scores split at their largest gap (not Otsu's split by area)", {"patch": {"split_scores": "gap"}}),
@@ -67,14 +68,17 @@ def largest_gap_split(area, score):
 def second_always_kept():
     """The engine's choice made on the last clustering alone (the Laplacian one)."""
     choose = pipeline.choose_foreground
-    return lambda graph, labelings, n_clusters: (len(labelings) - 1, choose(graph, labelings[-1:], n_clusters)[1])
+    return lambda graph, labelings, n_clusters, brightness=None: (
+        len(labelings) - 1,
+        choose(graph, labelings[-1:], n_clusters, brightness)[1],
+    )
 
 
 def border_split_only():
     """The former choice: each clustering split along its border scores, and the split whose outline
-    has the higher contrast kept, whether the scene is one object or many."""
+    has the higher contrast kept, whether the scene is one object or many (no dark-field rule)."""
 
-    def choose(graph, labelings, n_clusters):
+    def choose(graph, labelings, n_clusters, brightness=None):
         splits = [pipeline.foreground_clusters(graph, labels, n_clusters) for labels in labelings]
         contrast = [pipeline.cut_contrast(graph, split[labels]) for split, labels in zip(splits, labelings)]
         index = int(np.argmax(contrast))

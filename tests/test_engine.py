@@ -23,6 +23,7 @@ from napari_deepcut.graph import (
     region_adjacency,
 )
 from napari_deepcut.image import prepare_image
+from napari_deepcut.pipeline import dark_field_brightness
 from napari_deepcut.losses import Affinity, correlation_clustering_loss, modularity_loss, ncut_loss
 from napari_deepcut.settings import Settings, from_kwargs
 
@@ -368,6 +369,48 @@ def test_level_background_measures_the_background_only():
     assert level_background(flat, cell)[0] is None
     rgb = prepare_image(np.stack([(255 * (0.1 + ramp + 0.5 * cell)).astype(np.uint8), np.zeros_like(cell, np.uint8), 255 * cell.astype(np.uint8)], -1))
     assert level_background(rgb, cell) == (None, 0.0)
+
+
+def glow_with_holes(seed=0, size=256):
+    """16-bit fluorescence: a dim glow with three large dark holes and three small bright objects
+    (the truth)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+
+    def disc(low, high, radius):
+        cy, cx = rng.uniform(low, high, 2)
+        return (yy - cy) ** 2 + (xx - cx) ** 2 < rng.uniform(*radius) ** 2
+
+    image = np.full((size, size), 400.0)
+    for _ in range(3):
+        image[disc(60, size - 60, (25, 35))] = 120.0
+    truth = disc(30, size - 30, (5, 8)) | disc(30, size - 30, (5, 8)) | disc(30, size - 30, (5, 8))
+    image[truth] = 3000.0
+    image = ndimage.gaussian_filter(image, 1.5) + rng.normal(0, 20, truth.shape)
+    return np.clip(image, 0, 65535).astype(np.uint16), truth
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_on_a_dark_field_the_foreground_is_brighter_than_its_background(seed):
+    """Without the rule the dark holes, away from the border, are the foreground; with it the
+    bright objects are."""
+    image, truth = glow_with_holes(seed)
+    assert dark_field_brightness(prepare_image(image), build_graph(prepare_image(image), from_kwargs({}))) is not None
+    found = segment(image, **FAST).foreground.astype(bool)
+    assert iou(found, truth) > 0.85
+    holes = segment(image, dark_field=False, **FAST).foreground.astype(bool)
+    assert iou(holes, truth) < 0.1 and image[holes].mean() < image[~holes].mean()
+    on_pixels = segment(image, nodes="pixels", **FAST).foreground.astype(bool)
+    assert image[on_pixels].mean() > 2 * image[~on_pixels].mean()
+
+
+def test_dark_field_rule_leaves_bright_fields_and_rgb_alone():
+    image, _ = glow_with_holes()
+    inverted = prepare_image(65535 - image)
+    assert dark_field_brightness(inverted, build_graph(inverted, from_kwargs({}))) is None
+    grey = (image / 3000.0 * 255).clip(0, 255).astype(np.uint8)
+    rgb = prepare_image(np.stack([grey, grey // 2, grey // 3], -1))
+    assert rgb.rgb and dark_field_brightness(rgb, build_graph(rgb, from_kwargs({}))) is None
 
 
 def spots_field(radius, step, seed=0, size=256):

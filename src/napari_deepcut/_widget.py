@@ -70,6 +70,7 @@ FOREGROUND_ONLY = (
     "min_contrast",
     "colour_sides",
     "level_background",
+    "dark_field",
     "adapt_superpixels",
     "keep_largest",
     "fill_holes",

@@ -227,6 +227,13 @@ class Settings:
         "the background around them is uneven (vignetting, an off-centre lamp), that background, "
         "measured on the pixels found to be background, is subtracted and the stage runs again.",
     )
+    dark_field: bool = _setting(
+        True,
+        "Foreground stage, grey and multichannel images: on a dark field (half the image within "
+        "the darkest 15 % of its intensity range, as in fluorescence) only a foreground brighter "
+        "than its background is chosen, when the clustering offers one: darker regions there are "
+        "holes in a dim glow, not objects.",
+    )
     adapt_superpixels: bool = _setting(
         True,
         "Foreground stage, superpixel nodes: when the foreground is many objects that are small "
