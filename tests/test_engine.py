@@ -23,8 +23,8 @@ from napari_deepcut.graph import (
     region_adjacency,
 )
 from napari_deepcut.image import prepare_image
-from napari_deepcut.pipeline import dark_field_brightness
 from napari_deepcut.losses import Affinity, correlation_clustering_loss, modularity_loss, ncut_loss
+from napari_deepcut.pipeline import dark_field_brightness
 from napari_deepcut.settings import Settings, from_kwargs
 
 FAST = dict(epochs=150)  # default n_segments: ~9-pixel superpixels on these 96 x 96 images
@@ -395,7 +395,8 @@ def test_on_a_dark_field_the_foreground_is_brighter_than_its_background(seed):
     """Without the rule the dark holes, away from the border, are the foreground; with it the
     bright objects are."""
     image, truth = glow_with_holes(seed)
-    assert dark_field_brightness(prepare_image(image), build_graph(prepare_image(image), from_kwargs({}))) is not None
+    prepared = prepare_image(image)
+    assert dark_field_brightness(prepared, build_graph(prepared, Settings())) is not None
     found = segment(image, **FAST).foreground.astype(bool)
     assert iou(found, truth) > 0.85
     holes = segment(image, dark_field=False, **FAST).foreground.astype(bool)
@@ -407,10 +408,10 @@ def test_on_a_dark_field_the_foreground_is_brighter_than_its_background(seed):
 def test_dark_field_rule_leaves_bright_fields_and_rgb_alone():
     image, _ = glow_with_holes()
     inverted = prepare_image(65535 - image)
-    assert dark_field_brightness(inverted, build_graph(inverted, from_kwargs({}))) is None
+    assert dark_field_brightness(inverted, build_graph(inverted, Settings())) is None
     grey = (image / 3000.0 * 255).clip(0, 255).astype(np.uint8)
     rgb = prepare_image(np.stack([grey, grey // 2, grey // 3], -1))
-    assert rgb.rgb and dark_field_brightness(rgb, build_graph(rgb, from_kwargs({}))) is None
+    assert rgb.rgb and dark_field_brightness(rgb, build_graph(rgb, Settings())) is None
 
 
 def spots_field(radius, step, seed=0, size=256):
