@@ -1,7 +1,8 @@
 """One object alone in a noisy field: small, or faint, in grey, RGB and 3D.
 
 Foreground IoU with the default settings, with and without the noise floor of the affinity scale
-(:data:`napari_deepcut.graph.NOISE_FLOOR`; 0 turns it off), both in this process. Each field is
+(:data:`napari_deepcut.graph.NOISE_FLOOR`, or with ``--nodes pixels``
+:data:`napari_deepcut.graph.PIXEL_NOISE_FLOOR`; 0 turns it off), both in this process. Each field is
 noise of standard deviation 10 around 100 with one disc (ball) ``a`` deviations brighter:
 
 - small: a = 2, 3, 4, 6 and radius 10, 14, 20 pixels in 256 x 256, three seeds each;
@@ -10,10 +11,12 @@ noise of standard deviation 10 around 100 with one disc (ball) ``a`` deviations 
 - faint: a = 1, 1.5, 2 and radius 25, 40 in 160 x 160 and 256 x 256 (centred), two seeds.
 
     python benchmarks/isolated_objects.py      # about 3 minutes
+    python benchmarks/isolated_objects.py --nodes pixels --downsample 2   # PIXEL_NOISE_FLOOR
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import time
 import warnings
@@ -53,20 +56,27 @@ def fields():
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nodes", choices=("superpixels", "pixels"), default="superpixels")
+    parser.add_argument("--downsample", type=int, default=0, help="pixel nodes: block size (0: the default)")
+    args = parser.parse_args()
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
-    floors = (0.0, graph_module.NOISE_FLOOR)
+    name = "NOISE_FLOOR" if args.nodes == "superpixels" else "PIXEL_NOISE_FLOOR"
+    floors = (0.0, getattr(graph_module, name))
+    nodes = {} if args.nodes == "superpixels" else {"nodes": "pixels", "downsample": args.downsample}
     scores: dict[tuple[str, float], list[float]] = {}
     start = time.perf_counter()
     for family, image, mask, kwargs in fields():
         if family != "faint, grey":
             image = np.clip(image, 0, 255).astype(np.uint8)
         for floor in floors:
-            graph_module.NOISE_FLOOR = floor
-            found = segment(image, **kwargs).foreground.astype(bool)
+            setattr(graph_module, name, floor)
+            found = segment(image, **kwargs, **nodes).foreground.astype(bool)
             scores.setdefault((family, floor), []).append((found & mask).sum() / (found | mask).sum())
-    graph_module.NOISE_FLOOR = floors[1]
-    print("`python benchmarks/isolated_objects.py`\n")
+    setattr(graph_module, name, floors[1])
+    flags = "" if not nodes else f" --nodes pixels --downsample {args.downsample}"
+    print(f"`python benchmarks/isolated_objects.py{flags}`\n")
     print(f"| one object in noise | fields | no floor | floor {floors[1]:g} |\n|---|---:|---:|---:|")
     for family in dict.fromkeys(f for f, _ in scores):
         no, yes = (np.mean(scores[family, floor]) for floor in floors)

@@ -9,10 +9,12 @@ import pytest
 import torch
 from scipy import ndimage
 
+import napari_deepcut.graph as graph_module
 from napari_deepcut import SegmentationCancelled, segment, segment_parts
 from napari_deepcut.baselines import eigengap_clusters, spectral_ncut
 from napari_deepcut.graph import (
     NOISE_FLOOR,
+    PIXEL_NOISE_FLOOR,
     affinity_factors,
     affinity_weights,
     automatic_sigma,
@@ -1030,15 +1032,18 @@ def test_constant_image_warns_and_returns_empty_labels():
 
 
 @pytest.mark.parametrize("shape", [(128, 128), (12, 48, 48)])
-def test_an_empty_field_of_noise_gives_an_empty_foreground(shape):
-    """Pure noise holds no object. On superpixels the noise floor of the affinity scale leaves it
-    one cluster. Pixel nodes have no floor and the clustering splits the noise, but what it finds
-    does not stand out once smoothed. Either way the foreground is empty and a warning says why."""
+def test_an_empty_field_of_noise_gives_an_empty_foreground(shape, monkeypatch):
+    """Pure noise holds no object. The noise floor of the affinity scale leaves it one cluster, on
+    superpixels and on pixel nodes. Without the floor the clustering splits the noise, but what it
+    finds does not stand out once smoothed. Either way the foreground is empty and a warning says
+    why."""
     field = np.random.default_rng(0).normal(100, 10, shape).astype(np.float32)
-    with pytest.warns(UserWarning, match="one region only"):
-        result = segment(field, **FAST)
-    assert not result.foreground.any() and result.foreground_stage.n_clusters == 1
     on_pixels = dict(FAST, nodes="pixels", downsample=2)
+    for nodes in (FAST, on_pixels):
+        with pytest.warns(UserWarning, match="one region only"):
+            result = segment(field, **nodes)
+        assert not result.foreground.any() and result.foreground_stage.n_clusters == 1
+    monkeypatch.setattr(graph_module, "PIXEL_NOISE_FLOOR", 0.0)
     with pytest.warns(UserWarning, match="stands out from the image's noise"):
         result = segment(field, **on_pixels)
     assert not result.foreground.any()
@@ -1060,11 +1065,11 @@ def test_a_faint_object_in_noise_is_kept():
     assert result.foreground_stage.contrast > 3.0
 
 
-def test_affinity_scale_has_a_floor_set_by_the_pixel_noise_on_superpixels():
-    """On a field of noise the mean squared distance between superpixels is about the noise's own,
-    and sigma is the floor: NOISE_FLOOR times the step noise makes between two nodes'
-    means. Where two regions differ by much more than the noise, sigma is their mean squared
-    distance. Pixel nodes have no floor."""
+def test_affinity_scale_has_a_floor_set_by_the_pixel_noise():
+    """On a field of noise the mean squared distance between nodes is about the noise's own, and
+    sigma is the floor: NOISE_FLOOR (superpixels) or PIXEL_NOISE_FLOOR (pixel nodes) times the
+    step noise makes between two nodes' means. Where two regions differ by much more than the
+    noise, sigma is their mean squared distance."""
     noise = np.random.default_rng(0).normal(0.5, 0.1, (128, 128))
     image = prepare_image(noise)
     graph = build_graph(image, Settings())
@@ -1075,6 +1080,9 @@ def test_affinity_scale_has_a_floor_set_by_the_pixel_noise_on_superpixels():
     graph = build_graph(prepare_image(two), Settings())
     assert graph.sigma == pytest.approx(automatic_sigma(graph.features))
     pixels = build_graph(image, Settings(nodes="pixels", downsample=4))
+    floor = PIXEL_NOISE_FLOOR * noise_step(image.noise, 1, pixels.sizes)
+    assert pixels.sigma == pytest.approx(floor) and floor > automatic_sigma(pixels.features)
+    pixels = build_graph(prepare_image(two), Settings(nodes="pixels", downsample=4))
     assert pixels.sigma == pytest.approx(automatic_sigma(pixels.features))
 
 

@@ -391,8 +391,17 @@ in 256 x 256 grey fields 0.296 -> 0.959; the same in red on RGB 0.415 -> 0.993; 
 SLIC's superpixels follow the noise, so their means differ by more than the noise step: on the 24
 fields of pure noise of ``benchmarks/empty_fields.py`` (seeds 0-2) sigma was 1.0-31 times it. On
 the development images it was at least 185 times it (44 synthetic microscopy fields; horse 370 and
-nuclei-dev 734 over their first 100), so the floor binds on none of them. Pixel nodes have no
-floor: their steps are the noise step itself."""
+nuclei-dev 734 over their first 100), so the floor binds on none of them. Pixel nodes have their
+own, lower floor (:data:`PIXEL_NOISE_FLOOR`)."""
+
+PIXEL_NOISE_FLOOR = 8.0
+r"""On pixel graphs of colour, sigma is at least this many times :func:`noise_step`.
+
+A pixel node averages a few pixels, so two nodes of the same region differ by about the noise
+step itself, and in a noisy field with one small object that is also about sigma: correlation
+clustering then cut the noise into blobs. :data:`NOISE_FLOOR`'s 30 is too high here: it is
+above the squared step of an object 1-2 deviations bright between nodes of 4 pixels, which then
+merged with the background."""
 
 
 def automatic_sigma(features: np.ndarray, floor: float = 0.0) -> float:
@@ -519,8 +528,9 @@ def build_graph(
     on_border = node_labels[edge]
     border = np.bincount(on_border[on_border >= 0], minlength=n)
     floor = 0.0
-    if settings.nodes == "superpixels" and patches is None and settings.features == "colour":
-        floor = NOISE_FLOOR * noise_step(image.noise, features.shape[1], sizes)
+    if patches is None and settings.features == "colour":
+        factor = NOISE_FLOOR if settings.nodes == "superpixels" else PIXEL_NOISE_FLOOR
+        floor = factor * noise_step(image.noise, features.shape[1], sizes)
     weights, sigma = affinity_weights(features, edges, settings.affinity_sigma or None, floor)
     feature_edges = feature_neighbours(features, settings.feature_neighbours if long_range else 0)
     feature_weights, _ = affinity_weights(features, feature_edges, sigma)
