@@ -707,8 +707,8 @@ def foreground_stage(
     (:func:`finer_segments`).
 
     When the clustering finds a single region the foreground is empty, with a warning (an empty
-    field, on superpixels, whose noise the floor of the affinity scale keeps together:
-    :data:`~napari_deepcut.graph.NOISE_FLOOR`). Otherwise, with ``min_contrast`` > 0, a foreground
+    field, whose noise the floor of the affinity scale keeps together:
+    :data:`~napari_deepcut.graph.NOISE_FLOOR`, :data:`~napari_deepcut.graph.PIXEL_NOISE_FLOOR`). Otherwise, with ``min_contrast`` > 0, a foreground
     that does not stand out from the image's noise by that much (:func:`foreground_contrast`) is
     emptied, with a warning: an empty field of noise holds no object, though the clustering may
     split it in two."""
