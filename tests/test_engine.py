@@ -1103,6 +1103,17 @@ def test_one_small_object_in_a_noisy_field_is_found(kind):
     assert iou(result.foreground, disc) > 0.9
 
 
+def test_one_small_object_in_a_noisy_field_is_found_on_pixel_nodes(monkeypatch):
+    """The same disc on pixel nodes of 4 pixels: found with their noise floor, lost without it."""
+    grid = np.indices((256, 256))
+    disc = ((grid - np.array([128, 154]).reshape(2, 1, 1)) ** 2).sum(0) < 10.0**2
+    image = np.clip(100 + 40.0 * disc + np.random.default_rng(2).normal(0, 10, disc.shape), 0, 255)
+    on_pixels = dict(nodes="pixels", downsample=2)
+    assert iou(segment(image.astype(np.uint8), **on_pixels).foreground, disc) > 0.75
+    monkeypatch.setattr(graph_module, "PIXEL_NOISE_FLOOR", 0.0)
+    assert iou(segment(image.astype(np.uint8), **on_pixels).foreground, disc) < 0.3
+
+
 def test_settings_are_checked_and_replaceable():
     settings = from_kwargs({"n_segments": 200.0, "keep_largest": 1})
     assert settings.n_segments == 200 and isinstance(settings.n_segments, int)
