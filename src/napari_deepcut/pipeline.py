@@ -708,10 +708,10 @@ def foreground_stage(
 
     When the clustering finds a single region the foreground is empty, with a warning (an empty
     field, whose noise the floor of the affinity scale keeps together:
-    :data:`~napari_deepcut.graph.NOISE_FLOOR`, :data:`~napari_deepcut.graph.PIXEL_NOISE_FLOOR`). Otherwise, with ``min_contrast`` > 0, a foreground
-    that does not stand out from the image's noise by that much (:func:`foreground_contrast`) is
-    emptied, with a warning: an empty field of noise holds no object, though the clustering may
-    split it in two."""
+    :data:`~napari_deepcut.graph.NOISE_FLOOR`, :data:`~napari_deepcut.graph.PIXEL_NOISE_FLOOR`).
+    Otherwise, with ``min_contrast`` > 0, a foreground that does not stand out from the image's
+    noise by that much (:func:`foreground_contrast`) is emptied, with a warning: an empty field
+    of noise holds no object, though the clustering may split it in two."""
     start = time.perf_counter()
     if image.constant:
         return StageResult(np.zeros(image.spatial_shape, np.uint8), None, None, 0, 0.0)
