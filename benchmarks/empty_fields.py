@@ -2,11 +2,12 @@
 
 The foreground stage keeps its foreground only when its contrast to the noise
 (:func:`napari_deepcut.pipeline.foreground_contrast`) reaches ``min_contrast``. This prints that
-ratio, measured with the check off, for fields of pure noise (no object: every foreground found is
-wrong; "one region" counts those the clustering left one cluster, whose foreground is empty
-already, by the noise floor of the affinities) and for the development sets and the synthetic
-microscopy kinds (objects everywhere: every foreground should stay), so the margin on either side
-of the threshold is visible.
+ratio, measured with the check off, for empty fields (no object: every foreground found is wrong;
+"one region" counts those the clustering left one cluster, whose foreground is empty already, by
+the noise floor of the affinities): pure noise, and noise on a smooth ramp or vignetting, as blank
+wells and empty tiles come off a microscope with uneven illumination. Then for the development sets
+and the synthetic microscopy kinds (objects everywhere: every foreground should stay), so the
+margin on either side of the threshold is visible.
 
     python benchmarks/empty_fields.py --fields 6                # noise only (about a minute)
     python benchmarks/empty_fields.py --fields 6 --limit 100    # + horse, nuclei-dev, synthetic kinds
@@ -50,19 +51,56 @@ def noise_fields(rng: np.random.Generator) -> dict[str, tuple[np.ndarray, Settin
     }
 
 
+def graded_fields(rng: np.random.Generator) -> dict[str, tuple[np.ndarray, Settings]]:
+    """One empty field of each kind with a smooth trend under its noise: ramps, vignetting."""
+    y, x = np.mgrid[:256, :256] / 255.0
+    vignette = 1.0 - ((y - 0.5) ** 2 + (x - 0.5) ** 2) / 0.5  # 1 at the centre, 0 in the corners
+    wide = np.mgrid[:512, :512] / 511.0
+    wide_vignette = 1.0 - ((wide[0] - 0.5) ** 2 + (wide[1] - 0.5) ** 2) / 0.5
+    volume_ramp = np.broadcast_to(np.linspace(0.5, 1.0, 96), (24, 96, 96))
+    tint = np.array([1.0, 0.97, 0.95])
+    return {
+        "ramp, grey 8-bit 256^2 (80 to 120, noise 5)": (
+            rng.normal(80 + 40 * x, 5).clip(0, 255).astype(np.uint8),
+            CHECK_OFF,
+        ),
+        "diagonal ramp, float 256^2": (rng.normal(0, 0.05, (256, 256)) + (x + y) / 2, CHECK_OFF),
+        "vignetted Poisson 512^2 (50 counts, corners 60 %)": (
+            rng.poisson(50 * (0.6 + 0.4 * wide_vignette)).astype(np.uint16),
+            CHECK_OFF,
+        ),
+        "vignetted bright-field RGB 256^2": (
+            rng.normal((230 * (0.75 + 0.25 * vignette))[..., None] * tint, 4).clip(0, 255).astype(np.uint8),
+            CHECK_OFF,
+        ),
+        "3D ramp, Poisson 24 x 96^2": (rng.poisson(30 * volume_ramp).astype(np.uint16), CHECK_OFF),
+        "ramp, float 256^2, pixel nodes": (rng.normal(80 + 40 * x, 5), CHECK_OFF.replace(nodes="pixels")),
+    }
+
+
 def contrast(image: np.ndarray, settings: Settings = CHECK_OFF) -> float:
+    """The foreground's contrast to the noise; NaN when the clustering found one region (an empty
+    foreground), infinite when the image has no measurable noise."""
     prepared = prepare_image(image)
     foreground = foreground_stage(prepared, settings).labels.astype(bool)
+    if not foreground.any() or foreground.all():
+        return float("nan")
     return foreground_contrast(prepared, foreground)
 
 
 def summary(values: list[float]) -> str:
+    """Range of the measured ratios, how many reach ``min_contrast`` (their foreground is kept),
+    and how many are one region or without measurable noise."""
     v = np.asarray(values)
-    split = v[np.isfinite(v)]
-    single = f"{len(v) - len(split)} of {len(v)} one region"
-    if not len(split):
-        return single
-    return f"min {split.min():.1f}, median {np.median(split):.1f}, max {split.max():.1f} ({single})"
+    split = v[~np.isnan(v)]
+    measured = split[np.isfinite(split)]
+    counts = f"{len(v) - len(split)} of {len(v)} one region"
+    if len(split) > len(measured):
+        counts += f", {len(split) - len(measured)} without measurable noise"
+    kept = f"{int((split >= Settings().min_contrast).sum())} of {len(v)} kept"
+    if not len(measured):
+        return f"{kept} ({counts})"
+    return f"min {measured.min():.1f}, median {np.median(measured):.1f}, max {measured.max():.1f}; {kept} ({counts})"
 
 
 def main() -> None:
@@ -81,6 +119,14 @@ def main() -> None:
     for name, values in ratios.items():
         print(f"| {name} | {summary(values)} |")
     print(f"| **all noise** | {summary(sum(ratios.values(), []))} |", flush=True)
+    graded: dict[str, list[float]] = {}
+    for seed in range(args.fields):
+        for name, (field, settings) in graded_fields(np.random.default_rng([1, seed])).items():
+            graded.setdefault(name, []).append(contrast(field, settings))
+    print("\n| graded empty field | contrast to noise |\n|---|---|")
+    for name, values in graded.items():
+        print(f"| {name} | {summary(values)} |")
+    print(f"| **all graded** | {summary(sum(graded.values(), []))} |", flush=True)
     if not args.limit:
         return
     print("\n| images with objects | contrast to noise |\n|---|---|")

@@ -24,9 +24,10 @@ from napari_deepcut.graph import (
     pixel_labels,
     region_adjacency,
 )
-from napari_deepcut.image import prepare_image
+from napari_deepcut.image import prepare_image, trend_steps
 from napari_deepcut.losses import Affinity, correlation_clustering_loss, modularity_loss, ncut_loss
-from napari_deepcut.pipeline import dark_field_brightness
+from napari_deepcut.pipeline import CONTRAST_WIDTH, dark_field_brightness
+from napari_deepcut.refine import noise_gain, smoothing_widths
 from napari_deepcut.settings import Settings, from_kwargs
 
 FAST = dict(epochs=150)  # default n_segments: ~9-pixel superpixels on these 96 x 96 images
@@ -1050,6 +1051,47 @@ def test_an_empty_field_of_noise_gives_an_empty_foreground(shape, monkeypatch):
     assert result.foreground_stage.contrast < 2.0
     kept = segment(field, min_contrast=0, **on_pixels)  # the check off: the clustering's split stays
     assert kept.foreground.any() and np.isnan(kept.foreground_stage.contrast)
+
+
+@pytest.mark.parametrize("shape", [(200, 260), (16, 40, 50)])
+def test_trend_steps_see_an_object_through_a_graded_background(shape):
+    """On a background that rises along one axis and curves along another, the step net of the
+    trend is the object's own amplitude; the plain step between the sides' means (degree 0) is
+    what it always was, and far off here."""
+    grid = np.indices(shape) / (np.array(shape)[:, None, None] - 1).reshape(-1, *(1,) * len(shape))
+    background = 2.0 * grid[-1] + 3.0 * (grid[0] - 0.5) ** 2
+    inside = np.zeros(shape, bool)
+    inside[tuple(slice(n // 3, n // 3 + n // 4) for n in shape)] = True
+    values = background + 0.5 * inside
+    assert trend_steps([values], inside)[0] == pytest.approx(0.5, rel=0.01)
+    plain = values[inside].mean() - values[~inside].mean()
+    assert trend_steps([values], inside, degree=0)[0] == pytest.approx(plain)
+    assert abs(plain - 0.5) > 0.1
+
+
+@pytest.mark.parametrize("kind", ["ramp", "vignetted", "vignetted RGB"])
+def test_a_graded_empty_field_gives_an_empty_foreground(kind):
+    """An empty field under a smooth ramp or vignetting holds no object: the clustering cuts off
+    its brighter side, whose step from the background's trend continued under it is noise."""
+    rng = np.random.default_rng(0)
+    y, x = np.indices((160, 160)) / 159.0
+    vignette = 1.0 - ((y - 0.5) ** 2 + (x - 0.5) ** 2) / 0.5
+    field = {
+        "ramp": rng.normal(80 + 40 * x, 5),
+        "vignetted": rng.poisson(50 * (0.6 + 0.4 * vignette)).astype(np.uint16),
+        "vignetted RGB": rng.normal((230 * (0.75 + 0.25 * vignette))[..., None] * [1.0, 0.97, 0.95], 4)
+        .clip(0, 255)
+        .astype(np.uint8),
+    }[kind]
+    kept = segment(field, min_contrast=0, **FAST)  # the check off: the clustering splits the field
+    assert kept.foreground.any() and not kept.foreground.all()
+    prepared = prepare_image(field)
+    sides = trend_steps(np.moveaxis(prepared.colour, -1, 0), kept.foreground.astype(bool), degree=0)
+    smoothed_noise = prepared.noise * noise_gain(smoothing_widths(CONTRAST_WIDTH, prepared.spacing))
+    assert np.linalg.norm(sides) > 3 * smoothed_noise  # the plain step would pass min_contrast=3
+    with pytest.warns(UserWarning, match="stands out from the image's noise"):
+        result = segment(field, **FAST)
+    assert not result.foreground.any() and result.foreground_stage.contrast < 2.0
 
 
 def test_a_faint_object_in_noise_is_kept():

@@ -317,3 +317,73 @@ def content_box(
             ends.append(width)
         box.append(slice(ends[0], length - ends[1]))
     return tuple(box)
+
+
+TREND_SAMPLES = 65_536
+"""Most background pixels :func:`trend_steps` fits the background's trend to (a regular grid)."""
+
+
+def _monomials(ndim: int, degree: int) -> list[tuple[int, ...]]:
+    """Exponents of every monomial in ``ndim`` coordinates of total degree at most ``degree``."""
+    return [p for p in np.ndindex(*(degree + 1,) * ndim) if sum(p) <= degree]
+
+
+def _monomial_sum(mask: np.ndarray, axes: list[np.ndarray], powers: tuple[int, ...]) -> float:
+    r""":math:`\sum_{p \in mask} \prod_a u_a(p)^{k_a}`, with :math:`u_a` the coordinate along
+    axis a (``axes[a]``, one value per index): the mask is summed over the axes the monomial does
+    not use, so no coordinate array of the image's size is made."""
+    used = [a for a, k in enumerate(powers) if k]
+    others = tuple(a for a in range(mask.ndim) if a not in used)
+    total = mask.sum(axis=others, dtype=np.float64) if others else mask.astype(np.float64)
+    for a in reversed(used):  # contract the last remaining axis each time
+        total = total @ axes[a] ** powers[a]
+    return float(total)
+
+
+def trend_steps(channels, foreground: np.ndarray, degree: int = 2) -> np.ndarray:
+    r"""The step of each channel between the foreground F and the background B, net of the
+    background's smooth trend:
+
+    .. math:: \Delta = \overline{(x - t)}_F - \overline{(x - t)}_B ,
+
+    with t the polynomial of degree ``degree`` in the pixel coordinates (scaled to [-1, 1] along
+    each axis) fitted by least squares to x over the background's pixels of a regular grid of at
+    most :data:`TREND_SAMPLES`. Where the background is even, t is flat and Δ is the step
+    between the sides' means. Where a field is graded or vignetted, the background's trend
+    continues under a foreground cut out of it, and Δ is what the foreground adds to that trend.
+    With too few background samples to fit (under ten per term) t is the background's mean.
+
+    Parameters
+    ----------
+    channels : iterable of ndarray
+        The channels, each of ``foreground``'s shape; taken one at a time.
+    foreground : ndarray of bool
+        Both sides non-empty.
+
+    Returns
+    -------
+    ndarray, shape (channels,)
+    """
+    shape = foreground.shape
+    axes = [np.linspace(-1.0, 1.0, n) for n in shape]
+    stride = max(1, int(np.ceil((foreground.size / TREND_SAMPLES) ** (1.0 / len(shape)))))
+    grid = tuple(slice(None, None, stride) for _ in shape)
+    sampled = np.nonzero(~foreground[grid])  # background positions on the grid
+    powers = _monomials(len(shape), degree)
+    if len(sampled[0]) < 10 * len(powers):
+        powers = _monomials(len(shape), 0)
+    coordinates = [axis[index * stride] for axis, index in zip(axes, sampled)]
+    design = np.stack([np.prod([u**k for u, k in zip(coordinates, p)], 0) for p in powers], 1)
+    n_inside = int(foreground.sum())
+    n_outside = foreground.size - n_inside
+    inside_sums = np.array([_monomial_sum(foreground, axes, p) for p in powers])
+    all_sums = np.array([np.prod([(u**k).sum() for u, k in zip(axes, p)]) for p in powers])  # separable
+    steps = []
+    for channel in channels:
+        coefficients = np.linalg.lstsq(design, channel[grid][sampled].astype(np.float64), rcond=None)[0]
+        inside = channel[foreground].sum(dtype=np.float64)
+        total = channel.sum(dtype=np.float64)
+        step = inside / n_inside - (total - inside) / n_outside
+        trend = inside_sums @ coefficients / n_inside - (all_sums - inside_sums) @ coefficients / n_outside
+        steps.append(step - trend)
+    return np.asarray(steps)

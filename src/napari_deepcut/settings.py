@@ -205,9 +205,10 @@ class Settings:
     min_contrast: float = _setting(
         3.0,
         "Foreground stage: the foreground is kept only when, on colours smoothed over two pixels, "
-        "the step between its mean colour and the background's is at least this many times the "
-        "noise left after that smoothing; otherwise the image is an empty field (noise, no "
-        "object) and the foreground is empty, with a warning. 0 keeps every foreground.",
+        "it stands out from the background (continued under it by a smooth trend, so that "
+        "vignetting or a ramp does not count) by at least this many times the noise left after "
+        "that smoothing; otherwise the image is an empty field (noise, no object) and the "
+        "foreground is empty, with a warning. 0 keeps every foreground.",
         min=0.0,
         max=1000.0,
     )
