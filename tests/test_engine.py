@@ -1067,6 +1067,10 @@ def test_trend_steps_see_an_object_through_a_graded_background(shape):
     plain = values[inside].mean() - values[~inside].mean()
     assert trend_steps([values], inside, degree=0)[0] == pytest.approx(plain)
     assert abs(plain - 0.5) > 0.1
+    almost_all = np.ones(shape, bool)
+    almost_all.flat[:5] = False  # too little background to fit a trend to: its mean stands in
+    plain = values[almost_all].mean() - values[~almost_all].mean()
+    assert trend_steps([values], almost_all)[0] == pytest.approx(plain)
 
 
 @pytest.mark.parametrize("kind", ["ramp", "vignetted", "vignetted RGB"])

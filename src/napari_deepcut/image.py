@@ -328,16 +328,23 @@ def _monomials(ndim: int, degree: int) -> list[tuple[int, ...]]:
     return [p for p in np.ndindex(*(degree + 1,) * ndim) if sum(p) <= degree]
 
 
-def _monomial_sum(mask: np.ndarray, axes: list[np.ndarray], powers: tuple[int, ...]) -> float:
-    r""":math:`\sum_{p \in mask} \prod_a u_a(p)^{k_a}`, with :math:`u_a` the coordinate along
-    axis a (``axes[a]``, one value per index): the mask is summed over the axes the monomial does
-    not use, so no coordinate array of the image's size is made."""
-    used = [a for a, k in enumerate(powers) if k]
-    others = tuple(a for a in range(mask.ndim) if a not in used)
-    total = mask.sum(axis=others, dtype=np.float64) if others else mask.astype(np.float64)
-    for a in reversed(used):  # contract the last remaining axis each time
-        total = total @ axes[a] ** powers[a]
-    return float(total)
+def _monomial_sums(mask: np.ndarray, axes: list[np.ndarray], powers: list[tuple[int, ...]]) -> np.ndarray:
+    r""":math:`\sum_{p \in mask} \prod_a u_a(p)^{k_a}` for each exponent tuple k of ``powers``,
+    with :math:`u_a` the coordinate along axis a (``axes[a]``, one value per index). The mask is
+    summed over the axes a monomial does not use (once per set of axes), so no coordinate array
+    of the image's size is made."""
+    projections: dict[tuple[int, ...], np.ndarray] = {}
+    sums = []
+    for k in powers:
+        used = tuple(a for a, power in enumerate(k) if power)
+        if used not in projections:
+            others = tuple(a for a in range(mask.ndim) if a not in used)
+            projections[used] = mask.sum(axis=others, dtype=np.float64) if others else mask.astype(np.float64)
+        total = projections[used]
+        for a in reversed(used):  # contract the last remaining axis each time
+            total = total @ axes[a] ** k[a]
+        sums.append(float(total))
+    return np.asarray(sums)
 
 
 def trend_steps(channels, foreground: np.ndarray, degree: int = 2) -> np.ndarray:
@@ -376,7 +383,7 @@ def trend_steps(channels, foreground: np.ndarray, degree: int = 2) -> np.ndarray
     design = np.stack([np.prod([u**k for u, k in zip(coordinates, p)], 0) for p in powers], 1)
     n_inside = int(foreground.sum())
     n_outside = foreground.size - n_inside
-    inside_sums = np.array([_monomial_sum(foreground, axes, p) for p in powers])
+    inside_sums = _monomial_sums(foreground, axes, powers)
     all_sums = np.array([np.prod([(u**k).sum() for u, k in zip(axes, p)]) for p in powers])  # separable
     steps = []
     for channel in channels:
