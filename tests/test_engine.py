@@ -24,10 +24,9 @@ from napari_deepcut.graph import (
     pixel_labels,
     region_adjacency,
 )
-from napari_deepcut.image import prepare_image, trend_steps
+from napari_deepcut.image import noise_gain, prepare_image, smoothing_widths, trend_steps
 from napari_deepcut.losses import Affinity, correlation_clustering_loss, modularity_loss, ncut_loss
 from napari_deepcut.pipeline import CONTRAST_WIDTH, dark_field_brightness
-from napari_deepcut.refine import noise_gain, smoothing_widths
 from napari_deepcut.settings import Settings, from_kwargs
 
 FAST = dict(epochs=150)  # default n_segments: ~9-pixel superpixels on these 96 x 96 images
@@ -466,7 +465,7 @@ def test_refinement_smooths_noisy_images_only():
     noise under a sixth of the step between the sides' means, and not at all on clean images."""
     from napari_deepcut import refine
     from napari_deepcut.image import noise_level
-    from napari_deepcut.refine import SIGMAS, denoising_levels, smoothing_widths
+    from napari_deepcut.refine import SIGMAS, denoising_levels
 
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:128, :128]
@@ -1111,10 +1110,35 @@ def test_a_faint_object_in_noise_is_kept():
     assert result.foreground_stage.contrast > 3.0
 
 
+def test_a_faint_object_on_single_pixel_nodes_is_found_by_smoothing_their_colours():
+    """A disc 1.5 noise deviations bright on pixel nodes of one pixel: each pixel carries the whole
+    noise, so the noise floor binds and the nodes' colours are smoothed (``smoothing``) before
+    their affinities; with ``smoothing=0`` the disc merges with the background."""
+    grid = np.indices((160, 160))
+    disc = ((grid - 80) ** 2).sum(0) < 40**2
+    image = (100 + 15 * disc + np.random.default_rng(1).normal(0, 10, disc.shape)).astype(np.float32)
+    on_pixels = dict(nodes="pixels", downsample=1)
+    assert iou(segment(image, **on_pixels).foreground, disc) > 0.8
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the empty-field check may empty the poor result
+        assert iou(segment(image, smoothing=0, **on_pixels).foreground, disc) < 0.5
+
+
+def test_pixel_node_colours_are_smoothed_only_where_the_noise_dominates_them():
+    """Where the nodes' colours differ by far more than the noise, they are the plain block
+    means (the development sets: the floor binds on none of their images)."""
+    image, _ = three_colours()
+    prepared = prepare_image(image)
+    settings = Settings().replace(nodes="pixels", downsample=2)
+    graph = build_graph(prepared, settings)
+    plain = node_means(prepared.colour, graph.node_labels, graph.n_nodes)
+    np.testing.assert_allclose(graph.features, plain, rtol=1e-6)
+
+
 def test_affinity_scale_has_a_floor_set_by_the_pixel_noise():
     """On a field of noise the mean squared distance between nodes is about the noise's own, and
-    sigma is the floor: NOISE_FLOOR (superpixels) or PIXEL_NOISE_FLOOR (pixel nodes) times the
-    step noise makes between two nodes' means. Where two regions differ by much more than the
+    sigma is the floor: NOISE_FLOOR (superpixels) or PIXEL_NOISE_FLOOR (pixel nodes, whose colours
+    are then smoothed) times the step noise makes between two nodes' means. Where two regions differ by much more than the
     noise, sigma is their mean squared distance."""
     noise = np.random.default_rng(0).normal(0.5, 0.1, (128, 128))
     image = prepare_image(noise)
@@ -1126,7 +1150,10 @@ def test_affinity_scale_has_a_floor_set_by_the_pixel_noise():
     graph = build_graph(prepare_image(two), Settings())
     assert graph.sigma == pytest.approx(automatic_sigma(graph.features))
     pixels = build_graph(image, Settings(nodes="pixels", downsample=4))
-    floor = PIXEL_NOISE_FLOOR * noise_step(image.noise, 1, pixels.sizes)
+    # the floor binds, so the nodes' colours are smoothed first and the floor is that of their noise
+    smoothed_step = 2 * (image.noise * noise_gain(smoothing_widths(1.0, image.spacing), 4)) ** 2
+    assert smoothed_step < noise_step(image.noise, 1, pixels.sizes)
+    floor = PIXEL_NOISE_FLOOR * smoothed_step
     assert pixels.sigma == pytest.approx(floor) and floor > automatic_sigma(pixels.features)
     pixels = build_graph(prepare_image(two), Settings(nodes="pixels", downsample=4))
     assert pixels.sigma == pytest.approx(automatic_sigma(pixels.features))

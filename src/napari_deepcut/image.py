@@ -70,6 +70,23 @@ def noise_level(colour: np.ndarray) -> float:
     return float(np.linalg.norm(mad / (0.6745 * np.sqrt(2.0))))
 
 
+def noise_gain(widths: tuple[float, ...], block: int = 1) -> float:
+    r"""The factor :math:`\|g\|_2` by which a Gaussian of ``widths`` (pixels, per spatial axis)
+    scales the standard deviation of white noise: :math:`1 / (2 \sqrt{\pi} s)` per axis of width
+    s, measured on the sampled kernel. With ``block`` > 1, of the smoothed noise averaged over
+    blocks of that many pixels a side (a pixel node's mean colour): :math:`\|g * u_b\|_2`."""
+    impulse = np.zeros([2 * (int(np.ceil(4 * w)) + block) - 1 for w in widths])
+    impulse[tuple(n // 2 for n in impulse.shape)] = 1.0
+    smoothed = ndimage.gaussian_filter(impulse, widths)
+    return float(np.linalg.norm(ndimage.uniform_filter(smoothed, block) if block > 1 else smoothed))
+
+
+def smoothing_widths(sigma: float, spacing: tuple[float, ...]) -> tuple[float, ...]:
+    """Gaussian width per spatial axis, in pixels, for ``sigma`` in units of the finest spacing."""
+    spacing = np.asarray(spacing, float)
+    return tuple(float(w) for w in sigma * spacing.min() / spacing)
+
+
 def _percentile_rescale(channel: np.ndarray, low: float = 1.0, high: float = 99.8) -> np.ndarray:
     # Percentiles of a strided sample: as robust as the full array, and fast on large images.
     flat = channel.reshape(-1)

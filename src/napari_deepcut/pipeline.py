@@ -15,8 +15,16 @@ from scipy.sparse.csgraph import connected_components
 from .baselines import eigengap_clusters, spectral_embedding, spectral_ncut
 from .cluster import Clustering, Progress, SegmentationCancelled, train_clustering
 from .graph import Graph, automatic_sigma, build_graph, node_means
-from .image import PreparedImage, content_box, level_background, prepare_image, trend_steps
-from .refine import noise_gain, refine_labels, smoothing_widths
+from .image import (
+    PreparedImage,
+    content_box,
+    level_background,
+    noise_gain,
+    prepare_image,
+    smoothing_widths,
+    trend_steps,
+)
+from .refine import refine_labels
 from .settings import Settings, fields, from_kwargs
 
 ProgressCallback = Callable[[Progress], None]
@@ -585,7 +593,7 @@ def foreground_contrast(image: PreparedImage, foreground: np.ndarray) -> float:
     .. math:: z = \frac{| \overline{(g * x - t)}_F - \overline{(g * x - t)}_B |}{\hat\sigma \, \|g\|_2},
 
     with :math:`\hat\sigma` the pixel noise (:func:`~napari_deepcut.image.noise_level`) and
-    :math:`\|g\|_2` the factor by which g scales it (:func:`~napari_deepcut.refine.noise_gain`).
+    :math:`\|g\|_2` the factor by which g scales it (:func:`~napari_deepcut.image.noise_gain`).
     An object keeps its step through the smoothing, and stands out from the background around it
     continued under it. A foreground cut out of an empty field follows blobs of noise a few pixels
     wide, whose step the smoothing mostly removes; one cut out of a graded or vignetted empty

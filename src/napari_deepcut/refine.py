@@ -30,7 +30,7 @@ import scipy.sparse as sp
 from scipy import ndimage
 
 from .graph import Graph
-from .image import PreparedImage
+from .image import PreparedImage, noise_gain, smoothing_widths
 
 
 EDGE_BAND = {2: 1 / 8, 3: 1 / 4}
@@ -82,21 +82,6 @@ def denoising_levels(noise: float, steps: np.ndarray, spacing: tuple[float, ...]
     enough = noise * np.asarray(gains) <= steps[..., None] / margin  # (..., sigmas)
     level = np.where(enough.any(-1), enough.argmax(-1), len(SIGMAS) - 1)
     return np.where(noise <= steps / margin, -1, level)
-
-
-def noise_gain(widths: tuple[float, ...]) -> float:
-    r"""The factor :math:`\|g\|_2` by which a Gaussian of ``widths`` (pixels, per spatial axis)
-    scales the standard deviation of white noise: :math:`1 / (2 \sqrt{\pi} s)` per axis of width
-    s, measured on the sampled kernel."""
-    impulse = np.zeros([2 * int(np.ceil(4 * w)) + 1 for w in widths])
-    impulse[tuple(n // 2 for n in impulse.shape)] = 1.0
-    return float(np.linalg.norm(ndimage.gaussian_filter(impulse, widths)))
-
-
-def smoothing_widths(sigma: float, spacing: tuple[float, ...]) -> tuple[float, ...]:
-    """Gaussian width per spatial axis, in pixels, for ``sigma`` in units of the finest spacing."""
-    spacing = np.asarray(spacing, float)
-    return tuple(float(w) for w in sigma * spacing.min() / spacing)
 
 
 def refine_labels(

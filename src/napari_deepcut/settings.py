@@ -54,7 +54,11 @@ class Settings:
         max=1000.0,
     )
     smoothing: float = _setting(
-        1.0, "Gaussian smoothing (pixels) before SLIC; 0 for none.", min=0.0, max=20.0
+        1.0,
+        "Gaussian smoothing (pixels) before SLIC, and of pixel nodes' colours where the noise "
+        "dominates them; 0 for none.",
+        min=0.0,
+        max=20.0,
     )
     downsample: int = _setting(
         0,
