@@ -549,8 +549,8 @@ def build_graph(
             smoothed = ndimage.gaussian_filter(image.colour, [*widths, 0])
             features = node_means(smoothed, node_labels, n)
             block = pixel_factor(shape, settings.downsample, settings.max_pixel_nodes)
-            gain = noise_gain(widths, block)
-            floor = factor * 2.0 * features.shape[1] * (image.noise * gain) ** 2
+            node_noise = image.noise * noise_gain(widths, block)  # of a node's smoothed mean
+            floor = factor * noise_step(node_noise, features.shape[1], np.ones(1))
     weights, sigma = affinity_weights(features, edges, settings.affinity_sigma or None, floor)
     feature_edges = feature_neighbours(features, settings.feature_neighbours if long_range else 0)
     feature_weights, _ = affinity_weights(features, feature_edges, sigma)
