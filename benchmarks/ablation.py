@@ -27,6 +27,7 @@ VARIANTS = [
     ("Laplacian clustering always kept (the foreground chosen from it alone)", {"patch": {"choose_foreground": "second"}}),
     ("3 Laplacian eigenvectors (not 6)", {"laplacian_features": 3}),
     ("12 Laplacian eigenvectors (not 6)", {"laplacian_features": 12}),
+    ("SLIC run to 10 iterations (not 4)", {"slic_iterations": 10}),
     ("- edge refinement", {"refine": False}),
     ("- background levelling (grey / multichannel scenes of many objects under uneven light)", {"level_background": False}),
     ("- denoising before edge refinement (noisy images only)", {"refine_denoise": False}),

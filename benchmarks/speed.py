@@ -10,17 +10,22 @@ All cases run one after the other in this one process, on the same images:
 - scikit-image's recipe: ``slic(n_segments=400, compactness=30)`` + ``graph.rag_mean_color(mode=
   "similarity")`` + ``graph.cut_normalized`` on both images.
 
+``--compare KEY=VALUE ...`` adds a third preset, the defaults with those settings changed (for
+instance ``slic_iterations=10``, the former default), run interleaved with the others.
+
 CPU seconds (this process's CPU time) are shown beside wall seconds: on a shared machine the wall
 time grows with other load, the CPU time much less. Peak memory is the highest resident set size (RSS, sampled every 5 ms by a thread) during a case,
 minus the RSS when the case started: what the case itself needed, torch's buffers included
 (tracemalloc would miss those). The graph column gives each stage's nodes, epochs and seconds.
 
     python benchmarks/speed.py --threads 1 --repeat 5
+    python benchmarks/speed.py --threads 1 --repeat 5 --skip-pixels --compare slic_iterations=10
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import threading
@@ -103,7 +108,15 @@ def main() -> None:
         help="run the superpixel and scikit-image cases this many times, interleaved, and report "
         "medians (the pixel case runs once)",
     )
+    parser.add_argument(
+        "--compare", nargs="+", metavar="KEY=VALUE", default=[],
+        help="also run the defaults with these settings (JSON values)",
+    )
     args = parser.parse_args()
+    changed = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.compare)}
+    if changed:
+        shown = ", ".join(f"{k}={v!r}" for k, v in changed.items())
+        PRESETS[f"napari-deepcut segment(parts=4, {shown}), superpixels"] = f"defaults, {shown}"
 
     import torch
 
@@ -120,6 +133,8 @@ def main() -> None:
     for name, image in pictures.items():
         cases.append((name, DEFAULT, lambda im=image: segment(im, parts=4), True))
         cases.append((name, FAST, lambda im=image: segment(im, parts=4, laplacian_features=0), True))
+        for preset in list(PRESETS)[2:]:
+            cases.append((name, preset, lambda im=image: segment(im, parts=4, **changed), True))
         cases.append((name, SKIMAGE, lambda im=image: skimage_ncut(im), True))
     if not args.skip_pixels:
         astronaut = pictures["astronaut 512x512 RGB"]
@@ -171,7 +186,7 @@ def main() -> None:
     print("|---|---|---:|---:|---:|")
     for name in pictures:
         theirs = next(r for r in results if r[0] == name and r[1].startswith("skimage"))
-        for preset in (DEFAULT, FAST):
+        for preset in PRESETS:
             ours = next(r for r in results if r[0] == name and r[1] == preset)
             print(f"| {name} | {PRESETS[preset]} | {ours[2] / theirs[2]:.2f} | {ours[5] / theirs[5]:.2f} "
                   f"| {ours[3] / max(theirs[3], 1e-9):.2f} |")
@@ -179,7 +194,7 @@ def main() -> None:
         print("\nWall-time ratio of each repeat (deepcut / skimage, run next to each other):")
         for name in pictures:
             theirs = runs[(name, SKIMAGE)]
-            for preset in (DEFAULT, FAST):
+            for preset in PRESETS:
                 ratios = ", ".join(f"{a[0] / b[0]:.2f}" for a, b in zip(runs[(name, preset)], theirs))
                 print(f"- {name}, {PRESETS[preset]}: {ratios}")
 

@@ -15,6 +15,7 @@ from napari_deepcut import graph
 from napari_deepcut.gnn import ClusterNet, _ClusterMLP
 from napari_deepcut.image import prepare_image
 from napari_deepcut.losses import Affinity
+from napari_deepcut.settings import Settings
 
 # --- SLIC working resolution ---------------------------------------------------------------------
 
@@ -76,6 +77,21 @@ def test_superpixels_at_reduced_resolution_match_full_resolution(masked):
     else:  # SLIC's connectivity survives the upsampling
         assert all(ndimage.label(reduced == i)[1] == 1 for i in range(n))
     assert _ceiling(reduced, truth) >= _ceiling(full, truth) - 0.01
+
+
+def test_the_default_slic_iterations_keep_the_superpixel_ceiling():
+    """SLIC's k-means settles in a few iterations: the default number places superpixel edges as
+    well as ten do, while one iteration leaves the superpixels on their starting grid."""
+    image, truth = _large_disk()
+    prepared = prepare_image(image)
+
+    def ceiling(iterations):
+        settings = Settings(n_segments=40, slic_iterations=iterations)
+        return _ceiling(graph.build_graph(prepared, settings, long_range=False).node_labels, truth)
+
+    ten = ceiling(10)
+    assert ceiling(1) < ten - 0.1
+    assert ceiling(Settings().slic_iterations) >= ten - 0.01
 
 
 # --- the network -------------------------------------------------------------------------------

@@ -82,6 +82,7 @@ GRAPH_SETTINGS = (
     "nodes",
     "n_segments",
     "compactness",
+    "slic_iterations",
     "downsample",
     "affinity_sigma",
     "smoothing",

@@ -165,8 +165,10 @@ def superpixel_labels(
     smoothing: float = 1.0,
     mask: np.ndarray | None = None,
     min_pixels: float = SLIC_MIN_PIXELS,
+    iterations: int = 4,
 ) -> np.ndarray:
-    """SLIC superpixels (Achanta et al. 2012) as a node label image.
+    """SLIC superpixels (Achanta et al. 2012) as a node label image, after ``iterations`` rounds
+    of SLIC's local k-means.
 
     Colour distance is measured in CIE Lab for RGB images and on intensities otherwise, with
     ``compactness`` read on the scale of Lab's L (intensities 0-1 count as 0-100), so one value
@@ -187,6 +189,7 @@ def superpixel_labels(
     options = dict(
         compactness=compactness if image.rgb else compactness / 100.0,
         sigma=smoothing,
+        max_num_iter=iterations,
         spacing=np.asarray(image.spacing) / min(image.spacing),
         convert2lab=image.rgb,
         enforce_connectivity=True,
@@ -515,6 +518,7 @@ def build_graph(
             settings.compactness,
             settings.smoothing,
             mask,
+            iterations=settings.slic_iterations,
         )
         edges = region_adjacency(node_labels, settings.connectivity)
     elif settings.nodes == "pixels" and patches is not None:  # DeepCut's graph: a node per patch

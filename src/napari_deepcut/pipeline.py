@@ -20,6 +20,7 @@ from .image import (
     content_box,
     level_background,
     noise_gain,
+    opened_background,
     prepare_image,
     smoothing_widths,
     trend_steps,
@@ -706,7 +707,12 @@ def foreground_stage(
     With ``level_background``, a grey or multichannel scene of many objects whose background
     turns out uneven is segmented a second time with that background subtracted
     (:func:`~napari_deepcut.image.level_background`): objects in the dim corners of a vignetted
-    field then stand out as much as those in its bright centre.
+    field then stand out as much as those in its bright centre. A grey or multichannel scene
+    whose first foreground is not many objects but has at least three pieces is segmented again
+    with a background from a morphological opening wider than those pieces subtracted
+    (:func:`~napari_deepcut.image.opened_background`), and that result is kept when it is many
+    objects on an even background: a lamp spot whose brightness joined the objects inside it
+    into one object.
 
     With ``dark_field``, on a grey or multichannel dark field (fluorescence) the foreground is
     brighter than the background (:func:`dark_field_brightness`).
@@ -725,18 +731,26 @@ def foreground_stage(
     start = time.perf_counter()
     if image.constant:
         return StageResult(np.zeros(image.spatial_shape, np.uint8), None, None, 0, 0.0)
-    result, many = _foreground_pass(image, settings, progress, cancel, "foreground")
+    result, many, _ = _foreground_pass(image, settings, progress, cancel, "foreground")
     unevenness = 0.0
+    if settings.level_background and not many:
+        # a lamp spot taken with its objects for one object: level by an opening wider than them
+        node_size = float(result.graph.sizes.mean())  # smaller pieces are specks of edge refinement
+        opened, measured = opened_background(image, result.labels.astype(bool), node_size)
+        if opened is not None:
+            second, many_now, even = _foreground_pass(opened, settings, progress, cancel, "foreground, background opened")
+            if many_now and even:
+                image, unevenness, result, many = opened, measured, second, True
     if settings.level_background and many:
         levelled, measured = level_background(image, result.labels.astype(bool))
         if levelled is not None:
             image, unevenness = levelled, measured
-            result, _ = _foreground_pass(image, settings, progress, cancel, "foreground, background levelled")
+            result, *_ = _foreground_pass(image, settings, progress, cancel, "foreground, background levelled")
     if settings.adapt_superpixels and settings.nodes == "superpixels" and many:
         finer = finer_segments(result.labels.astype(bool), result.graph, settings.n_segments)
         if finer:
             finer_settings = settings.replace(n_segments=finer)
-            result, _ = _foreground_pass(image, finer_settings, progress, cancel, "foreground, finer superpixels")
+            result, *_ = _foreground_pass(image, finer_settings, progress, cancel, "foreground, finer superpixels")
             result.adapted_segments = finer
     result.background_unevenness = unevenness
     if result.n_clusters == 1 and not result.labels.any():
@@ -762,7 +776,8 @@ def foreground_stage(
 def _foreground_pass(
     image: PreparedImage, settings: Settings, progress, cancel, stage: str
 ) -> tuple[StageResult, bool]:
-    """One run of the foreground stage on ``image``; also whether its foreground is many objects."""
+    """One run of the foreground stage on ``image``; also whether its foreground is many objects,
+    and whether they lie on an even background (:func:`even_background`)."""
     inside = None
     if settings.trim_frame:
         box = content_box(image)
@@ -809,7 +824,8 @@ def _foreground_pass(
     foreground = clean_foreground(foreground, settings.keep_largest, settings.fill_holes)
     n_found = len(np.unique(clustering.labels))
     result = StageResult(foreground.astype(np.uint8), graph, clustering, n_found, 0.0, kept)
-    return result, many_objects(graph, on_foreground)
+    many = many_objects(graph, on_foreground)
+    return result, many, many and even_background(graph, on_foreground)
 
 
 def parts_stage(

@@ -53,6 +53,13 @@ class Settings:
         min=0.01,
         max=1000.0,
     )
+    slic_iterations: int = _setting(
+        4,
+        "SLIC's k-means iterations: fewer are faster, with superpixel edges placed less exactly "
+        "(edge refinement re-decides the pixels along them).",
+        min=1,
+        max=100,
+    )
     smoothing: float = _setting(
         1.0,
         "Gaussian smoothing (pixels) before SLIC, and of pixel nodes' colours where the noise "
