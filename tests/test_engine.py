@@ -323,15 +323,24 @@ def test_colour_sides_act_in_scenes_of_many_objects_only():
     assert np.array_equal(segment(photo, **FAST).foreground, segment(photo, colour_sides="off", **FAST).foreground)
 
 
+def disc_grid(rng, size, start, step, radius, jitter):
+    """Discs of ``radius`` on a grid from ``start`` every ``step`` pixels of a ``size``-square field,
+    each centre moved by a whole number of pixels up to ``jitter`` along each axis."""
+    yy, xx = np.mgrid[:size, :size]
+    truth = np.zeros((size, size), bool)
+    for cy in range(start, size, step):
+        for cx in range(start, size, step):
+            dy, dx = rng.integers(-jitter, jitter + 1), rng.integers(-jitter, jitter + 1)
+            truth |= (yy - cy - dy) ** 2 + (xx - cx - dx) ** 2 < radius**2
+    return truth
+
+
 def vignetted_field(seed=0, size=160):
     """Nuclei on a grid under an off-centre lamp: those in the far corner are dimmer than the
     background near the lamp. (float image, bool truth)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:size, :size]
-    truth = np.zeros((size, size), bool)
-    for cy in range(14, size, 32):
-        for cx in range(14, size, 32):
-            truth |= (yy - cy - rng.integers(-4, 5)) ** 2 + (xx - cx - rng.integers(-4, 5)) ** 2 < 7**2
+    truth = disc_grid(rng, size, 14, 32, 7, 4)
     lamp = np.exp(-((yy - 0.3 * size) ** 2 + (xx - 0.3 * size) ** 2) / (0.35 * size) ** 2)
     image = 0.05 + 0.3 * lamp + truth * (0.2 + 0.6 * lamp) + rng.normal(0, 0.01, truth.shape)
     return image.astype(np.float32), truth
@@ -381,10 +390,7 @@ def lamp_spot_field(seed=0, size=256):
     one object. (8-bit image, bool truth)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:size, :size]
-    truth = np.zeros((size, size), bool)
-    for cy in range(20, size, 42):
-        for cx in range(20, size, 42):
-            truth |= (yy - cy - rng.uniform(-6, 6)) ** 2 + (xx - cx - rng.uniform(-6, 6)) ** 2 < 9**2
+    truth = disc_grid(rng, size, 20, 42, 9, 6)
     lamp = np.exp(-(((yy / (size - 1) - 0.45) ** 2 + (xx / (size - 1) - 0.55) ** 2) / 0.05))
     signal = ndimage.gaussian_filter(0.7 * truth, 1.5) * (0.3 + 0.7 * lamp)
     image = 0.05 + 0.35 * lamp + signal + rng.normal(0, 0.02, truth.shape)
