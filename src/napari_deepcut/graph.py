@@ -525,8 +525,8 @@ def build_graph(
         node_labels, grid = patches.patch_labels(mask)
         edges = region_adjacency(grid, settings.connectivity)
     elif settings.nodes == "pixels":
-        factor = pixel_factor(shape, settings.downsample, settings.max_pixel_nodes)
-        node_labels, grid = pixel_labels(shape, factor, mask)
+        block = pixel_factor(shape, settings.downsample, settings.max_pixel_nodes)
+        node_labels, grid = pixel_labels(shape, block, mask)
         edges = region_adjacency(grid, settings.connectivity)
     else:
         raise ValueError(f"nodes must be 'superpixels' or 'pixels', got {settings.nodes!r}")
@@ -552,7 +552,6 @@ def build_graph(
             widths = smoothing_widths(settings.smoothing, image.spacing)
             smoothed = ndimage.gaussian_filter(image.colour, [*widths, 0])
             features = node_means(smoothed, node_labels, n)
-            block = pixel_factor(shape, settings.downsample, settings.max_pixel_nodes)
             node_noise = image.noise * noise_gain(widths, block)  # of a node's smoothed mean
             floor = factor * noise_step(node_noise, features.shape[1], np.ones(1))
     weights, sigma = affinity_weights(features, edges, settings.affinity_sigma or None, floor)

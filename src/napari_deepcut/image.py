@@ -290,13 +290,25 @@ def level_background(
         surface = ndimage.zoom(levels, block, order=1, mode="nearest", grid_mode=True)
         surfaces.append(surface[tuple(slice(0, n) for n in shape)])
     surface = np.stack(surfaces, -1).astype(np.float32)
-    spread = np.percentile(surface.reshape(-1, surface.shape[-1]), [5, 95], axis=0)
-    step = data[foreground].mean(0) - data[background].mean(0)
-    unevenness = float(np.linalg.norm(spread[1] - spread[0]) / max(np.linalg.norm(step), 1e-6))
+    unevenness = _unevenness(surface, data, foreground, background)
     if unevenness < min_unevenness:
         return None, unevenness
-    levelled = _rescale_channels(data - surface)
-    return dataclasses.replace(image, data=np.ascontiguousarray(levelled, np.float32)), unevenness
+    return _minus_surface(image, surface), unevenness
+
+
+def _unevenness(surface: np.ndarray, data: np.ndarray, foreground: np.ndarray, background: np.ndarray) -> float:
+    r"""The spread of a background ``surface`` (its 5th to 95th percentile, over the channels) over
+    the step between the foreground and background means of ``data``,
+    :math:`U = |b_{95} - b_5| / |\bar x_F - \bar x_B|`."""
+    spread = np.percentile(surface.reshape(-1, surface.shape[-1]), [5, 95], axis=0)
+    step = data[foreground].mean(0) - data[background].mean(0)
+    return float(np.linalg.norm(spread[1] - spread[0]) / max(np.linalg.norm(step), 1e-6))
+
+
+def _minus_surface(image: PreparedImage, surface: np.ndarray) -> PreparedImage:
+    """``image`` minus a background ``surface``, each channel rescaled between its percentiles."""
+    levelled = _rescale_channels(image.data - surface)
+    return dataclasses.replace(image, data=np.ascontiguousarray(levelled, np.float32))
 
 
 OPENING_WIDTH = 3.0
@@ -343,18 +355,14 @@ def opened_background(
     volume = np.median(areas) * float(np.prod(image.spacing))
     diameter = 2.0 * (volume / _unit_ball_volume(image.ndim)) ** (1.0 / image.ndim)
     box = tuple(max(3, int(round(OPENING_WIDTH * diameter / a))) for a in image.spacing)
-    widths = min(image.spacing) / np.asarray(image.spacing, float)  # one pixel along the finest axis
+    widths = smoothing_widths(1.0, image.spacing)
     surfaces = []
     for channel in np.moveaxis(image.data, -1, 0):
         smoothed = ndimage.gaussian_filter(channel, widths)
         opened = ndimage.grey_opening(smoothed, size=box, mode="nearest")
         surfaces.append(ndimage.uniform_filter(opened, box, mode="nearest"))
     surface = np.stack(surfaces, -1)
-    spread = np.percentile(surface.reshape(-1, surface.shape[-1]), [5, 95], axis=0)
-    step = image.data[foreground].mean(0) - image.data[~foreground].mean(0)
-    unevenness = float(np.linalg.norm(spread[1] - spread[0]) / max(np.linalg.norm(step), 1e-6))
-    levelled = _rescale_channels(image.data - surface)
-    return dataclasses.replace(image, data=np.ascontiguousarray(levelled, np.float32)), unevenness
+    return _minus_surface(image, surface), _unevenness(surface, image.data, foreground, ~foreground)
 
 
 def _unit_ball_volume(ndim: int) -> float:

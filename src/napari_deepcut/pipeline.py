@@ -775,7 +775,7 @@ def foreground_stage(
 
 def _foreground_pass(
     image: PreparedImage, settings: Settings, progress, cancel, stage: str
-) -> tuple[StageResult, bool]:
+) -> tuple[StageResult, bool, bool]:
     """One run of the foreground stage on ``image``; also whether its foreground is many objects,
     and whether they lie on an even background (:func:`even_background`)."""
     inside = None
