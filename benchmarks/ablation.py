@@ -51,6 +51,7 @@ VARIANTS = [
     ("features: colour + texture", {"features": "texture"}),
     ("- colour sides: for many objects, nodes no longer join the side of nearer mean colour", {"colour_sides": "off"}),
     ("colour sides in every scene, one object too", {"colour_sides": "always"}),
+    ("- small pieces kept in RGB photos read as one object (min_piece=0)", {"min_piece": 0.0}),
     ("+ keep largest component", {"keep_largest": True}),
     ("+ fill holes", {"fill_holes": True}),
 ]

@@ -26,7 +26,7 @@ from napari_deepcut.graph import (
 )
 from napari_deepcut.image import noise_gain, prepare_image, smoothing_widths, trend_steps
 from napari_deepcut.losses import Affinity, correlation_clustering_loss, modularity_loss, ncut_loss
-from napari_deepcut.pipeline import CONTRAST_WIDTH, dark_field_brightness
+from napari_deepcut.pipeline import CONTRAST_WIDTH, dark_field_brightness, drop_small_pieces
 from napari_deepcut.settings import Settings, from_kwargs
 
 FAST = dict(epochs=150)  # default n_segments: ~9-pixel superpixels on these 96 x 96 images
@@ -1073,6 +1073,51 @@ def test_cuda_gives_the_cpu_labels(nodes):
 def test_an_object_of_pale_parts_on_a_dark_background_is_found_whole(nodes):
     image, truth = three_colours(colours=PALE)
     assert iou(segment(image, nodes=nodes, **FAST).foreground, truth > 0) > 0.9
+
+
+def photo_with_specks() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An RGB photo of one red disc on green, with three 6 x 6 specks of the disc's red apart from
+    it: (image, disc, specks)."""
+    yy, xx = np.mgrid[:128, :128]
+    disc = (yy - 64) ** 2 + (xx - 64) ** 2 < 30**2
+    specks = np.zeros_like(disc)
+    for y, x in [(10, 12), (110, 20), (14, 108)]:
+        specks[y : y + 6, x : x + 6] = True
+    image = np.empty((128, 128, 3))
+    image[:] = (60, 140, 60)
+    image[disc | specks] = (200, 40, 40)
+    noise = np.random.default_rng(0).normal(0, 8, image.shape)
+    return np.clip(image + noise, 0, 255).astype(np.uint8), disc, specks
+
+
+def test_a_photo_of_one_object_drops_specks_of_its_colour_apart_from_it():
+    """The specks share the disc's colour, so its cluster holds them; the scene is one object, and
+    pieces under a tenth of the largest are dropped (min_piece). With min_piece=0 they stay, and in
+    grey (microscopy, where a small piece may be a cell cut by the border) the rule does not act."""
+    image, disc, specks = photo_with_specks()
+    found = segment(image).foreground > 0
+    assert iou(found, disc) > 0.97 and not (found & specks).any()
+    kept = segment(image, min_piece=0).foreground > 0
+    assert (kept & specks).sum() > 0.8 * specks.sum()
+    grey = segment(image.mean(-1).astype(np.uint8)).foreground > 0
+    assert (grey & specks).any()
+
+
+def test_drop_small_pieces_keeps_pieces_of_at_least_the_share_of_the_largest():
+    mask = np.zeros((40, 40), bool)
+    mask[2:22, 2:22] = True  # 400 pixels
+    mask[30:37, 30:37] = True  # 49: 12 % of the largest
+    mask[25:29, 2:7] = True  # 20: 5 %
+    mask[22, 22] = True  # touches the largest at a corner: part of it
+    kept = drop_small_pieces(mask, 0.1)
+    assert kept[2:22, 2:22].all() and kept[30:37, 30:37].all() and kept[22, 22]
+    assert not kept[25:29, 2:7].any()
+    assert np.array_equal(drop_small_pieces(mask, 0.0), mask)
+    assert np.array_equal(drop_small_pieces(mask, 1.0), kept & ~(np.arange(40)[:, None] >= 30))
+    volume = np.zeros((6, 20, 20), bool)
+    volume[1:5, 2:12, 2:12] = True
+    volume[2, 15:17, 15:17] = True
+    assert drop_small_pieces(volume, 0.1).sum() == 400
 
 
 @pytest.mark.xfail(

@@ -649,6 +649,26 @@ def colour_sides_step(graph: Graph, inside: np.ndarray) -> np.ndarray:
     return moved if not moved.all() else inside
 
 
+def drop_small_pieces(mask: np.ndarray, share: float) -> np.ndarray:
+    r"""The foreground of a scene read as one object without its small pieces: a connected piece p
+    of area :math:`a_p` stays when
+
+    .. math:: a_p \ge s \, \max_q a_q ,
+
+    s = ``share`` (``min_piece``). Background that shares the object's colour (a patch of ground as
+    dark as the horse, a bright rim of surf) joins the object's clusters but lies apart from it in
+    pieces much smaller than the object. Scenes of many objects are not passed here: there a small
+    piece is a small object. ``share`` 0 keeps every piece."""
+    if share <= 0 or not mask.any():
+        return mask
+    pieces, count = ndimage.label(mask, ndimage.generate_binary_structure(mask.ndim, mask.ndim))
+    if count < 2:
+        return mask
+    area = np.bincount(pieces.ravel())
+    area[0] = 0
+    return (area >= share * area.max())[pieces]
+
+
 def clean_foreground(mask: np.ndarray, keep_largest: bool, fill_holes: bool) -> np.ndarray:
     """Optional post-processing of a binary mask: keep its largest component, fill its holes."""
     if keep_largest and mask.any():
@@ -716,6 +736,10 @@ def foreground_stage(
 
     With ``dark_field``, on a grey or multichannel dark field (fluorescence) the foreground is
     brighter than the background (:func:`dark_field_brightness`).
+
+    In an RGB photo read as one object, connected pieces of the foreground smaller than
+    ``min_piece`` of the largest are dropped (:func:`drop_small_pieces`). Grey and multichannel
+    scenes keep them: there a small piece is as likely a cell cut by the image border.
 
     With ``adapt_superpixels``, a scene of many objects smaller than two superpixels each is
     segmented again, on the levelled image if it was levelled, with more superpixels
@@ -821,6 +845,8 @@ def _foreground_pass(
         foreground = refine_labels(graph, on_foreground, image, denoise=settings.refine_denoise)
     else:
         foreground = graph.to_image(on_foreground, fill=False)
+    if image.rgb and not many:
+        foreground = drop_small_pieces(foreground, settings.min_piece)
     foreground = clean_foreground(foreground, settings.keep_largest, settings.fill_holes)
     n_found = len(np.unique(clustering.labels))
     result = StageResult(foreground.astype(np.uint8), graph, clustering, n_found, 0.0, kept)

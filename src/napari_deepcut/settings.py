@@ -265,6 +265,14 @@ class Settings:
         "mean colours, neighbourhood by neighbourhood (where the step is large against the noise, "
         "colours are used as they are).",
     )
+    min_piece: float = _setting(
+        0.1,
+        "In an RGB photo read as one object, connected pieces of the foreground smaller than "
+        "this share of the largest are dropped: specks of background of the object's colour "
+        "(0: keep every piece; grey, multichannel and scenes of many objects keep them all).",
+        min=0.0,
+        max=1.0,
+    )
     keep_largest: bool = _setting(
         False, "Post-processing: keep only the largest foreground component."
     )
