@@ -316,7 +316,7 @@ OPENING_WIDTH = 3.0
 
 
 def opened_background(
-    image: PreparedImage, foreground: np.ndarray, min_piece: float = 1.0
+    image: PreparedImage, foreground: np.ndarray, min_area: float = 1.0
 ) -> tuple[PreparedImage | None, float]:
     r"""Subtract an uneven background estimated without trusting a first foreground's outline:
     by a morphological opening wider than the objects (the rolling-ball idea of fluorescence
@@ -326,7 +326,7 @@ def opened_background(
     when that foreground holds a stretch of background itself (a bright lamp spot taken, with
     the objects inside it, for one object). Here the first foreground only gives the objects'
     size: d, the diameter of a ball of the median volume of its connected pieces of at least
-    ``min_piece`` pixels (smaller specks are edge noise, not objects). Each channel,
+    ``min_area`` pixels (smaller specks are edge noise, not objects). Each channel,
     smoothed by a Gaussian of one pixel (G), is opened by a box :math:`s = 3 d` wide along every
     axis in physical units (:data:`OPENING_WIDTH`): anything narrower than the box, the
     objects, is removed. The surface is that opening averaged over the same box,
@@ -339,7 +339,7 @@ def opened_background(
     Returns
     -------
     levelled : PreparedImage or None
-        None when the first foreground has fewer than three pieces of ``min_piece`` pixels (no
+        None when the first foreground has fewer than three pieces of ``min_area`` pixels (no
         size to read), or the image is RGB.
     unevenness : float
         The surface's spread (5th to 95th percentile, over the channels) over the step between
@@ -349,7 +349,7 @@ def opened_background(
         return None, 0.0
     pieces, _ = ndimage.label(foreground)
     areas = np.bincount(pieces.ravel())[1:]
-    areas = areas[areas >= min_piece]
+    areas = areas[areas >= min_area]
     if len(areas) < 3:
         return None, 0.0
     volume = np.median(areas) * float(np.prod(image.spacing))
