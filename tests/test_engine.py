@@ -305,6 +305,24 @@ def test_colour_sides_trim_pieces_but_keep_dim_objects():
     assert (share(halo) > 0.95).sum() >= 5
 
 
+def test_colour_sides_drop_pieces_beyond_the_background():
+    """Dark nuclei and a dim one on a mid-grey background, and a patch paler than the background,
+    all in the foreground decision: the dim nucleus lies between the background and the nuclei
+    and stays; the pale patch lies beyond the background and goes whole."""
+    from napari_deepcut.pipeline import colour_sides_step
+
+    yy, xx = np.mgrid[:120, :120]
+    disc = lambda cy, cx, r: (yy - cy) ** 2 + (xx - cx) ** 2 < r**2  # noqa: E731
+    dark = disc(25, 25, 9) | disc(25, 95, 9) | disc(95, 25, 9)
+    dim, pale = disc(95, 95, 9), disc(60, 60, 14)
+    image = np.select([dark, dim, pale], [0.1, 0.4, 0.8], 0.55).astype(np.float32)
+    graph = build_graph(prepare_image(image), Settings(n_segments=400, slic_iterations=10))
+    share = lambda mask: np.bincount(graph.node_labels.ravel(), mask.ravel()) / graph.sizes  # noqa: E731
+    decided = colour_sides_step(graph, share(dark | dim | pale) > 0.5)
+    assert decided[share(dark) > 0.5].all() and decided[share(dim) > 0.5].all()
+    assert (share(pale) > 0.5).sum() >= 5 and not decided[share(pale) > 0.5].any()
+
+
 def test_colour_sides_act_in_scenes_of_many_objects_only():
     """Nuclei inside the field and dimmer nuclei cut by the border: the border rule leaves the cut
     ones out; in a scene of many objects (the default, "many") they join the side of their colour.

@@ -630,6 +630,16 @@ def colour_sides_step(graph: Graph, inside: np.ndarray) -> np.ndarray:
     most of :math:`m_F`). On synthetic microscopy with a tenfold range of brightness
     (``benchmarks/microscopy.py``) this took foreground IoU from 0.749 to 0.797.
 
+    A dim object lies between the background and the objects. A piece P whose mean lies beyond
+    the background, seen from the objects,
+
+    .. math:: \sum_{i \in P} a_i (c_i - m_B) \cdot (m_F - m_B) < 0 ,
+
+    is not one (a patch of tissue paler than the background beside dark-stained nuclei): it is
+    trimmed node by node like the rest, and goes whole when none of its nodes is nearer
+    :math:`m_F`. On nuclei-dev this took one histology field from 0.585 to 0.754 and changed no
+    other; the synthetic microscopy kinds and horse did not change.
+
     Parameters
     ----------
     inside : ndarray of bool, shape (n,)
@@ -644,8 +654,11 @@ def colour_sides_step(graph: Graph, inside: np.ndarray) -> np.ndarray:
     features, centre_f, centre_b = _side_means(graph, inside)
     moved = ((features - centre_f) ** 2).sum(1) < ((features - centre_b) ** 2).sum(1)
     piece = _pieces(graph, inside.astype(np.int64))
-    trimmed = np.bincount(piece[inside & moved], minlength=piece.max() + 1) > 0  # keeps some nodes
-    moved |= inside & ~trimmed[piece]
+    n_pieces = piece.max() + 1
+    trimmed = np.bincount(piece[inside & moved], minlength=n_pieces) > 0  # keeps some nodes
+    along = (features[inside] - centre_b) @ (centre_f - centre_b)  # 0 at the background's mean
+    beyond = np.bincount(piece[inside], graph.sizes[inside] * along, minlength=n_pieces) < 0
+    moved |= inside & ~trimmed[piece] & ~beyond[piece]
     return moved if not moved.all() else inside
 
 
