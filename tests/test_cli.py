@@ -60,13 +60,14 @@ def test_bad_files_are_named_and_skipped(inputs, tmp_path, capsys):
     tifffile.imwrite(folder / "nan.tif", np.full((32, 32), np.nan, np.float32))
     tifffile.imwrite(folder / "toomany.tif", np.zeros((2, 3, 4, 8, 8), np.uint8), photometric="minisblack")  # 5 axes
     (folder / "broken.png").write_bytes(b"this is not a PNG")
+    (folder / "headless.tif").write_bytes(b"II*\x00 truncated after its header")
     out = tmp_path / "out"
     status = main(["segment", str(folder), str(tmp_path / "missing.tif"), "--out", str(out), "--workers", "1", *FAST])
     err = capsys.readouterr().err
     assert status == 1
-    for name in ("nan.tif", "toomany.tif", "broken.png", "missing.tif"):
+    for name in ("nan.tif", "toomany.tif", "broken.png", "headless.tif", "missing.tif"):
         assert name in err
-    assert "NaN" in err
+    assert "NaN" in err and "cannot read headless.tif as an image" in err
     assert (out / "grey_foreground.tif").exists() and (out / "photo_foreground.tif").exists()
     assert not (out / "nan_foreground.tif").exists()
 

@@ -1037,7 +1037,6 @@ def test_automatic_downsampling_bounds_the_node_count():
         (np.zeros(5), {}, ValueError, "at least 2 dimensions"),
         (np.zeros((2, 3, 8, 8, 5)), {}, ValueError, "channel_axis"),
         (np.array([["a", "b"], ["c", "d"]]), {}, TypeError, "dtype"),
-        (np.random.rand(10, 10), {"n_segments": 500}, ValueError, "n_segments"),
         (np.random.rand(10, 10), {"loss": "bogus"}, ValueError, "loss"),
         (np.random.rand(10, 10), {"parts": 1}, ValueError, "parts"),
         (np.random.rand(10, 10), {"parts": "many"}, ValueError, "parts"),
@@ -1310,6 +1309,17 @@ def test_one_small_object_in_a_noisy_field_is_found_on_pixel_nodes(monkeypatch):
     assert iou(segment(image.astype(np.uint8), **on_pixels).foreground, disc) > 0.75
     monkeypatch.setattr(graph_module, "PIXEL_NOISE_FLOOR", 0.0)
     assert iou(segment(image.astype(np.uint8), **on_pixels).foreground, disc) < 0.3
+
+
+def test_a_crop_smaller_than_the_superpixel_count_is_segmented_with_a_warning():
+    """The default 1000 superpixels on a 24 x 24 crop of one cell: one superpixel per pixel, and
+    the user is told."""
+    yy, xx = np.mgrid[:24, :24]
+    cell = (yy - 12) ** 2 + (xx - 11) ** 2 < 7**2
+    image = np.where(cell, 0.8, 0.2) + np.random.default_rng(0).normal(0, 0.03, cell.shape)
+    with pytest.warns(UserWarning, match="n_segments=1000 is more than the image's 576 pixels"):
+        result = segment(image.astype(np.float32), **FAST)
+    assert iou(result.foreground, cell) > 0.9
 
 
 def test_settings_are_checked_and_replaceable():

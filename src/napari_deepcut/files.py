@@ -83,6 +83,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"cannot read {path.name} as an image: {reason}") from error
     array = np.asarray(array)
+    if array.size == 0:  # tifffile returns an empty array for a file whose pages cannot be found
+        raise ValueError(f"cannot read {path.name} as an image: no pixels could be read from it")
     if array.dtype.kind not in "biuf":
         raise ValueError(f"{path.name} holds {array.dtype} values, not a real-valued image")
     return array

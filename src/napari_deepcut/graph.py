@@ -9,6 +9,7 @@ way for both, so a new kind of node only has to produce that image.
 from __future__ import annotations
 
 import itertools
+import warnings
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -493,10 +494,13 @@ def build_graph(
     ``long_range=False`` leaves out the long-range feature edges (their k-nearest-neighbour search
     is the costliest step on large pixel graphs), for a clustering that does not use them.
 
+    ``n_segments`` above the number of pixels becomes that number, with a warning when no
+    ``mask`` is given (a small crop segmented with the default count).
+
     Raises
     ------
     ValueError
-        If ``n_segments`` exceeds the number of pixels, or ``mask`` leaves no pixel.
+        If ``mask`` leaves no pixel.
     """
     shape = image.spatial_shape
     n_pixels = int(np.prod(shape)) if mask is None else int(mask.sum())
@@ -509,8 +513,10 @@ def build_graph(
         patches = patch_features(image, settings)
     if settings.nodes == "superpixels":
         if mask is None and settings.n_segments > n_pixels:
-            raise ValueError(
-                f"n_segments={settings.n_segments} is more than the image's {n_pixels} pixels"
+            warnings.warn(
+                f"n_segments={settings.n_segments} is more than the image's {n_pixels} pixels: "
+                f"{n_pixels} superpixels of one pixel each are used",
+                stacklevel=2,
             )
         node_labels = superpixel_labels(
             image,
