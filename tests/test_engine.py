@@ -618,6 +618,55 @@ def test_refinement_smooths_faint_objects_more_than_bright_ones():
     assert np.array_equal(smoothed[near_bright], plain[near_bright])
 
 
+def test_object_edges_put_each_edge_half_way_up_its_own_step():
+    """Blurred discs, bright and dim, on a background rising from left to right, found too tight
+    (eroded by two pixels) or too loose (dilated by two): each object's edge goes back to half
+    way between its own level and its surroundings', which is the drawn disc's edge. A disc
+    three pixels across has no band's width of interior and is left as it was."""
+    from napari_deepcut.refine import object_edges
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:160, :160]
+    disc = lambda cy, cx, r: (yy - cy) ** 2 + (xx - cx) ** 2 < r**2  # noqa: E731
+    bright, dim, tiny = disc(45, 45, 16) | disc(115, 115, 14), disc(45, 115, 15) | disc(115, 45, 12), disc(80, 80, 3)
+    drawn = 0.9 * bright + 0.3 * dim + 0.6 * tiny
+    image = ndimage.gaussian_filter(drawn, 2.0) + 0.2 * xx / 160 + rng.normal(0, 0.01, drawn.shape)
+    prepared = prepare_image(image.astype(np.float32))
+    objects = bright | dim
+    for found in (ndimage.binary_erosion(objects, iterations=2), ndimage.binary_dilation(objects, iterations=2)):
+        edged = object_edges(found | tiny, prepared)
+        assert iou(found, objects) < 0.85 and iou(edged & ~tiny, objects) > 0.96
+        assert np.array_equal(edged[disc(80, 80, 9)], tiny[disc(80, 80, 9)])
+    assert np.array_equal(object_edges(np.zeros_like(objects), prepared), np.zeros_like(objects))
+
+
+def test_label_medians_match_numpy():
+    from napari_deepcut.refine import _label_medians
+
+    rng = np.random.default_rng(0)
+    values, labels = rng.normal(size=(40, 50)).astype(np.float32), rng.integers(0, 6, (40, 50))
+    labels[labels == 4] = 0  # a label without pixels
+    medians = _label_medians(values, labels, 5)
+    assert np.isnan(medians[0]) and np.isnan(medians[4])
+    for label in (1, 2, 3, 5):
+        assert medians[label] == pytest.approx(np.median(values[labels == label]))
+
+
+def test_object_edges_act_in_scenes_of_many_objects_only():
+    """Blurred nuclei: with object_edges their edges move, without it they are those of the
+    refinement. A photo read as one object is left alone."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:128, :128]
+    nuclei = np.zeros((128, 128), bool)
+    for cy, cx, r in [(30, 30, 12), (30, 95, 10), (95, 30, 11), (95, 95, 13), (64, 64, 9)]:
+        nuclei |= (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
+    image = ndimage.gaussian_filter(np.where(nuclei, 0.9, 0.1), 2.0) + rng.normal(0, 0.02, nuclei.shape)
+    on, off = (segment(image.astype(np.float32), object_edges=flag, **FAST).foreground for flag in (True, False))
+    assert not np.array_equal(on, off) and iou(on, nuclei) > 0.95
+    photo, _, _ = photo_with_specks()
+    assert np.array_equal(segment(photo, **FAST).foreground, segment(photo, object_edges=False, **FAST).foreground)
+
+
 def test_many_objects_are_read_as_such_on_an_even_background_only():
     """Bright discs on a flat, noisy background: many objects on an even background. The same
     discs on a background of dark and light halves (grass and sky): the background spreads more

@@ -25,7 +25,7 @@ from .image import (
     smoothing_widths,
     trend_steps,
 )
-from .refine import refine_labels
+from .refine import object_edges, refine_labels
 from .settings import Settings, fields, from_kwargs
 
 ProgressCallback = Callable[[Progress], None]
@@ -789,6 +789,9 @@ def foreground_stage(
             finer_settings = settings.replace(n_segments=finer)
             result, *_ = _foreground_pass(image, finer_settings, progress, cancel, "foreground, finer superpixels")
             result.adapted_segments = finer
+    if settings.object_edges and many:
+        edged = object_edges(result.labels.astype(bool), image)
+        result.labels = clean_foreground(edged, settings.keep_largest, settings.fill_holes).astype(np.uint8)
     result.background_unevenness = unevenness
     if result.n_clusters == 1 and not result.labels.any():
         warnings.warn(

@@ -265,6 +265,12 @@ class Settings:
         "mean colours, neighbourhood by neighbourhood (where the step is large against the noise, "
         "colours are used as they are).",
     )
+    object_edges: bool = _setting(
+        True,
+        "Scenes of many objects: each object's edge is re-decided at half its own step above its "
+        "surroundings (a blurred nucleus ends where it has risen half way from the background "
+        "around it, whether it is dim or bright).",
+    )
     min_piece: float = _setting(
         0.1,
         "In an RGB photo read as one object, connected pieces of the foreground smaller than "
