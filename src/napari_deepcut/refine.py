@@ -21,6 +21,9 @@ On a noisy image single pixels would flip at random, so the colours compared are
 just enough for the step between the local means of each neighbourhood (:func:`denoising_levels`):
 a faint object is smoothed more than a bright one in the same image, and a clean image is used as
 it is.
+
+In a scene of many objects, :func:`object_edges` then re-edges each connected object on its own,
+half way between its median colour and that of a ring around it.
 """
 
 from __future__ import annotations
@@ -308,12 +311,12 @@ def object_edges(mask: np.ndarray, image: PreparedImage) -> np.ndarray:
 
     with v smoothed, object by object, by the narrowest Gaussian that leaves the noise under a
     sixth of :math:`F_o - B_o` (:func:`denoising_levels`), and at least by
-    :data:`OBJECT_SMOOTHING`. A blurred object's edge lies where it has
-    risen half way from its surroundings; the superpixel refinement (:func:`refine_labels`)
-    compares pixels with the mean colours of whole node neighbourhoods, in which bright and dim
-    objects, their blurred rims and uneven background mix. Objects without a band's width of
-    interior (a few pixels across, whose medians are mostly rim) and objects no brighter, along
-    the projection, than their ring are left as they are.
+    :data:`OBJECT_SMOOTHING`. A blurred object's edge lies where it has risen half way from its
+    surroundings; :func:`refine_labels` compares pixels with the mean colours of whole node
+    neighbourhoods, in which bright and dim objects, their blurred rims and an uneven background
+    mix. Objects without a band's width of interior (a few pixels across, whose medians are
+    mostly rim) and objects no brighter, along the projection, than their ring are left as they
+    are.
 
     Parameters
     ----------
@@ -361,9 +364,10 @@ def object_edges(mask: np.ndarray, image: PreparedImage) -> np.ndarray:
     level = denoising_levels(image.noise, np.maximum(level_f - level_b, 0.0), image.spacing)[of]
     level = np.maximum(level, SIGMAS.index(OBJECT_SMOOTHING))
     compared = value.reshape(-1)[pixels]
-    for index in np.unique(level[level >= 0]):
+    for index in np.unique(level):
         chosen = np.flatnonzero(level == index)
-        compared[chosen] = _smoothed_at(value[..., None], pixels[chosen], smoothing_widths(SIGMAS[index], image.spacing))[:, 0]
+        widths = smoothing_widths(SIGMAS[index], image.spacing)
+        compared[chosen] = _smoothed_at(value[..., None], pixels[chosen], widths)[:, 0]
     out = mask.copy()
     out.reshape(-1)[pixels] = compared > (level_f[of] + level_b[of]) / 2
     return out
