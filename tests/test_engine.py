@@ -661,8 +661,11 @@ def test_object_edges_act_in_scenes_of_many_objects_only():
     for cy, cx, r in [(30, 30, 12), (30, 95, 10), (95, 30, 11), (95, 95, 13), (64, 64, 9)]:
         nuclei |= (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
     image = ndimage.gaussian_filter(np.where(nuclei, 0.9, 0.1), 2.0) + rng.normal(0, 0.02, nuclei.shape)
-    on, off = (segment(image.astype(np.float32), object_edges=flag, **FAST).foreground for flag in (True, False))
+    seen = []
+    on = segment(image.astype(np.float32), progress=seen.append, **FAST).foreground
+    off = segment(image.astype(np.float32), object_edges=False, **FAST).foreground
     assert not np.array_equal(on, off) and iou(on, nuclei) > 0.95
+    assert ("foreground", "re-edging objects") in [(p.stage, p.step) for p in seen]  # named, cancellable
     photo, _, _ = photo_with_specks()
     assert np.array_equal(segment(photo, **FAST).foreground, segment(photo, object_edges=False, **FAST).foreground)
 

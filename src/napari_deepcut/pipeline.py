@@ -792,6 +792,7 @@ def foreground_stage(
             result, *_ = _foreground_pass(image, finer_settings, progress, cancel, "foreground, finer superpixels")
             result.adapted_segments = finer
     if settings.object_edges and many:
+        _begin_step("re-edging objects", "foreground", progress, cancel)
         edged = object_edges(result.labels.astype(bool), image)
         result.labels = clean_foreground(edged, settings.keep_largest, settings.fill_holes).astype(np.uint8)
     result.background_unevenness = unevenness
