@@ -161,7 +161,7 @@ def refine_labels(
     if denoise:
         mean, count = _local_means(near, node * n_labels + label, colour, in_band, n_labels)
         level = denoising_levels(image.noise, _smallest_steps(mean, count), image.spacing).astype(np.int8)
-        _denoise(colour[:m], pixels[:m], level[row], image)
+        _denoise(colour[:m], pixels[:m], level[row], image.colour, image.spacing)
     for _ in range(iterations):
         mean, count = _local_means(near, node * n_labels + label, colour, in_band, n_labels)
         new, edge = _nearest_labels(colour[:m], mean.astype(np.float32), count > 0, row, EDGE_BAND[image.ndim])
@@ -209,13 +209,13 @@ def _nearest_labels(colour, mean, present, row, band_width, chunk: int = 1 << 20
     return nearest, band
 
 
-def _denoise(colour, pixels, level, image) -> None:
+def _denoise(colour, pixels, level, source, spacing) -> None:
     """Replace, in place, the ``colour`` of each pixel (flat index ``pixels``) whose smoothing
-    ``level`` is not -1 by the image smoothed at that width of :data:`SIGMAS`; one filter per
-    width used."""
+    ``level`` is not -1 by ``source`` (spatial..., C) smoothed at that width of :data:`SIGMAS`;
+    one filter per width used."""
     for index in np.unique(level[level >= 0]):
         chosen = np.flatnonzero(level == index)
-        colour[chosen] = _smoothed_at(image.colour, pixels[chosen], smoothing_widths(SIGMAS[index], image.spacing))
+        colour[chosen] = _smoothed_at(source, pixels[chosen], smoothing_widths(SIGMAS[index], spacing))
 
 
 def _of_nodes(flat: np.ndarray, chosen: np.ndarray) -> np.ndarray:
@@ -363,13 +363,10 @@ def object_edges(mask: np.ndarray, image: PreparedImage) -> np.ndarray:
     # at most all of the noise), and never less than the narrowest smoothing
     level = denoising_levels(image.noise, np.maximum(level_f - level_b, 0.0), image.spacing)[of]
     level = np.maximum(level, SIGMAS.index(OBJECT_SMOOTHING))
-    compared = value.reshape(-1)[pixels]
-    for index in np.unique(level):
-        chosen = np.flatnonzero(level == index)
-        widths = smoothing_widths(SIGMAS[index], image.spacing)
-        compared[chosen] = _smoothed_at(value[..., None], pixels[chosen], widths)[:, 0]
+    compared = value.reshape(-1, 1)[pixels]
+    _denoise(compared, pixels, level, value[..., None], image.spacing)
     out = mask.copy()
-    out.reshape(-1)[pixels] = compared > (level_f[of] + level_b[of]) / 2
+    out.reshape(-1)[pixels] = compared[:, 0] > (level_f[of] + level_b[of]) / 2
     return out
 
 
