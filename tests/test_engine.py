@@ -326,6 +326,7 @@ def test_colour_sides_drop_pieces_beyond_the_background():
 def test_colour_sides_act_in_scenes_of_many_objects_only():
     """Nuclei inside the field and dimmer nuclei cut by the border: the border rule leaves the cut
     ones out; in a scene of many objects (the default, "many") they join the side of their colour.
+    (So do they with colour sides off, by dim objects, which is turned off to see the rule alone.)
     One object on a background is left as decided."""
     yy, xx = np.mgrid[:120, :120]
     inner, cut = np.zeros((120, 120), bool), np.zeros((120, 120), bool)
@@ -335,7 +336,8 @@ def test_colour_sides_act_in_scenes_of_many_objects_only():
         cut |= (yy - cy) ** 2 + (xx - cx) ** 2 < 11**2
     rng = np.random.default_rng(0)
     image = (np.where(inner, 0.8, np.where(cut, 0.65, 0.1)) + rng.normal(0, 0.02, inner.shape)).astype(np.float32)
-    assert iou(segment(image, colour_sides="off", **FAST).foreground, inner) > 0.95
+    assert iou(segment(image, colour_sides="off", dim_objects=False, **FAST).foreground, inner) > 0.95
+    assert iou(segment(image, colour_sides="off", **FAST).foreground, inner | cut) > 0.95
     assert iou(segment(image, **FAST).foreground, inner | cut) > 0.95
     photo, _ = two_region()
     assert np.array_equal(segment(photo, **FAST).foreground, segment(photo, colour_sides="off", **FAST).foreground)
@@ -366,9 +368,11 @@ def vignetted_field(seed=0, size=160):
 
 def test_uneven_background_is_levelled_and_the_stage_runs_again():
     """Under an off-centre lamp one threshold cannot hold: the far nuclei are darker than the lit
-    background. Levelled, every nucleus is found; an evenly lit field is segmented once."""
+    background. Levelled, every nucleus is found; an evenly lit field is segmented once. (Dim
+    objects, which compares each piece with its own surroundings, finds most of the far nuclei
+    without levelling; it is turned off to see levelling alone.)"""
     image, truth = vignetted_field()
-    once = segment(image, level_background=False, **FAST)
+    once = segment(image, level_background=False, dim_objects=False, **FAST)
     levelled = segment(image, **FAST)
     assert iou(once.foreground, truth) < 0.7
     assert iou(levelled.foreground, truth) > 0.95
@@ -640,6 +644,33 @@ def test_object_edges_put_each_edge_half_way_up_its_own_step():
     assert np.array_equal(object_edges(np.zeros_like(objects), prepared), np.zeros_like(objects))
 
 
+def test_dim_objects_are_added_and_glow_and_uneven_light_are_not():
+    """Bright discs found, dimmer ones (60 % of their step) left in the background, on a
+    background rising from left to right: the dim discs are added. Not added: the wide glow
+    around a brighter cluster (brightest where it meets the cluster; no larger than the largest
+    object, so only its peak tells it), the bright side of the background, the noise of an empty
+    background, and a disc a quarter as bright as the dimmest found."""
+    from napari_deepcut.refine import dim_objects
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:240, :240]
+    disc = lambda cy, cx, r: (yy - cy) ** 2 + (xx - cx) ** 2 < r**2  # noqa: E731
+    bright = disc(40, 40, 12) | disc(40, 200, 12) | disc(200, 40, 11) | disc(200, 130, 28)
+    dim, faint = disc(120, 120, 11) | disc(200, 210, 10), disc(120, 200, 11)
+    cluster = disc(120, 30, 7) | disc(120, 48, 7)
+    drawn = 0.9 * bright + 2.0 * cluster + 0.55 * dim + 0.22 * faint
+    glow = 10.0 * ndimage.gaussian_filter(cluster.astype(float), 12.0)
+    image = ndimage.gaussian_filter(drawn, 1.5) + glow + 0.15 * xx / 240 + rng.normal(0, 0.01, drawn.shape)
+    prepared = prepare_image(image.astype(np.float32))
+    found = ndimage.binary_dilation(bright | cluster, iterations=1)
+    added = dim_objects(found, prepared) & ~found
+    assert iou(added, dim) > 0.7
+    assert not added[~ndimage.binary_dilation(dim, iterations=4)].any()  # no glow, light, noise
+    # nothing to add when all is found
+    assert np.array_equal(dim_objects(found | dim, prepared), found | dim)
+    assert np.array_equal(dim_objects(np.zeros_like(found), prepared), np.zeros_like(found))
+
+
 def test_label_medians_match_numpy():
     from napari_deepcut.refine import _label_medians
 
@@ -665,9 +696,11 @@ def test_object_edges_act_in_scenes_of_many_objects_only():
     on = segment(image.astype(np.float32), progress=seen.append, **FAST).foreground
     off = segment(image.astype(np.float32), object_edges=False, **FAST).foreground
     assert not np.array_equal(on, off) and iou(on, nuclei) > 0.95
-    assert ("foreground", "re-edging objects") in [(p.stage, p.step) for p in seen]  # named, cancellable
+    steps = [(p.stage, p.step) for p in seen]  # named, cancellable
+    assert ("foreground", "finding dim objects") in steps and ("foreground", "re-edging objects") in steps
     photo, _, _ = photo_with_specks()
-    assert np.array_equal(segment(photo, **FAST).foreground, segment(photo, object_edges=False, **FAST).foreground)
+    plain = segment(photo, object_edges=False, dim_objects=False, **FAST).foreground
+    assert np.array_equal(segment(photo, **FAST).foreground, plain)
 
 
 def test_many_objects_are_read_as_such_on_an_even_background_only():

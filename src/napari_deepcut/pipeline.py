@@ -25,7 +25,7 @@ from .image import (
     smoothing_widths,
     trend_steps,
 )
-from .refine import object_edges, refine_labels
+from .refine import dim_objects, object_edges, refine_labels
 from .settings import Settings, fields, from_kwargs
 
 ProgressCallback = Callable[[Progress], None]
@@ -760,6 +760,11 @@ def foreground_stage(
     segmented again, on the levelled image if it was levelled, with more superpixels
     (:func:`finer_segments`).
 
+    In a scene of many objects, with ``dim_objects``, pieces of the background that rise above
+    their own surroundings by half the step of the dimmest object found are added
+    (:func:`~napari_deepcut.refine.dim_objects`), and with ``object_edges`` each object is
+    re-edged half way up its own step (:func:`~napari_deepcut.refine.object_edges`).
+
     When the clustering finds a single region the foreground is empty, with a warning (an empty
     field, whose noise the floor of the affinity scale keeps together:
     :data:`~napari_deepcut.graph.NOISE_FLOOR`, :data:`~napari_deepcut.graph.PIXEL_NOISE_FLOOR`).
@@ -791,10 +796,15 @@ def foreground_stage(
             finer_settings = settings.replace(n_segments=finer)
             result, *_ = _foreground_pass(image, finer_settings, progress, cancel, "foreground, finer superpixels")
             result.adapted_segments = finer
-    if settings.object_edges and many:
-        _begin_step("re-edging objects", "foreground", progress, cancel)
-        edged = object_edges(result.labels.astype(bool), image)
-        result.labels = clean_foreground(edged, settings.keep_largest, settings.fill_holes).astype(np.uint8)
+    if many and (settings.dim_objects or settings.object_edges):
+        mask = result.labels.astype(bool)
+        if settings.dim_objects:
+            _begin_step("finding dim objects", "foreground", progress, cancel)
+            mask = dim_objects(mask, image)
+        if settings.object_edges:
+            _begin_step("re-edging objects", "foreground", progress, cancel)
+            mask = object_edges(mask, image)
+        result.labels = clean_foreground(mask, settings.keep_largest, settings.fill_holes).astype(np.uint8)
     result.background_unevenness = unevenness
     if result.n_clusters == 1 and not result.labels.any():
         warnings.warn(

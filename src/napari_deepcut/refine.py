@@ -22,8 +22,9 @@ just enough for the step between the local means of each neighbourhood (:func:`d
 a faint object is smoothed more than a bright one in the same image, and a clean image is used as
 it is.
 
-In a scene of many objects, :func:`object_edges` then re-edges each connected object on its own,
-half way between its median colour and that of a ring around it.
+In a scene of many objects, :func:`dim_objects` then adds the objects the clustering left in the
+background, and :func:`object_edges` re-edges each connected object on its own, half way between
+its median colour and that of a ring around it.
 """
 
 from __future__ import annotations
@@ -330,28 +331,16 @@ def object_edges(mask: np.ndarray, image: PreparedImage) -> np.ndarray:
     ndarray of bool
     """
     mask = np.asarray(mask, bool)
-    if mask.all() or not mask.any():
-        return mask
-    colour = image.colour
-    centre_f, centre_b = colour[mask].mean(0), colour[~mask].mean(0)
-    step = np.linalg.norm(centre_f - centre_b)
-    if step == 0:
+    value = _projected(mask, image.colour)
+    if value is None:
         return mask
     objects, count = ndimage.label(mask, np.ones((3,) * mask.ndim))
-    # one distance transform, to the objects' outermost pixels: inside an object it is the
-    # depth less one, outside it the distance to the nearest object (whose pixel gives the owner)
-    rim = mask & ~ndimage.binary_erosion(mask, border_value=1)
-    sampling = tuple(s / min(image.spacing) for s in image.spacing)
-    distance, nearest = ndimage.distance_transform_edt(~rim, sampling=sampling, return_indices=True)
-    owner = np.where(mask, objects, objects[tuple(nearest)])
-    del nearest
-    direction = ((centre_f - centre_b) / step).astype(np.float32)
-    value = (colour - centre_b.astype(np.float32)) @ direction
+    distance, owner = _rim_distance(mask, objects, image.spacing)
     ring = ~mask & (distance > OBJECT_BAND) & (distance <= OBJECT_BAND + OBJECT_RING)
     level_f = _label_medians(value, objects, count)
     level_b = _label_medians(value, np.where(ring, owner, 0), count)
     deep = np.zeros(count + 1, bool)
-    deep[objects[mask & (distance >= 2 * OBJECT_BAND - 1)]] = True
+    deep[objects[mask & (distance >= 2 * OBJECT_BAND - 1)]] = True  # a pixel two bands deep
     usable = deep & np.isfinite(level_b) & (level_f > level_b)
     band = np.where(mask, distance < OBJECT_BAND, distance <= OBJECT_BAND)
     del distance, ring
@@ -384,3 +373,106 @@ def _label_medians(values: np.ndarray, labels: np.ndarray, count: int) -> np.nda
     high = start[present] + sizes[present] // 2
     medians[present] = (data[order[low]].astype(np.float64) + data[order[high]]) / 2
     return medians
+
+
+def dim_objects(mask: np.ndarray, image: PreparedImage) -> np.ndarray:
+    r"""Objects of a scene of many objects that the clustering left in the background, added.
+
+    A dim nucleus a few superpixels wide shares each of them with the background around it, and
+    their mean colours fall nearer the background's than the bright nuclei's. Along the projection
+    v of :func:`object_edges`, with B the median of v over the background beyond the objects'
+    surroundings and :math:`\Delta = \min_o (F_o - B)` the step of the dimmest object found
+    (:math:`F_o` its median; objects two bands deep), the candidates are the connected pieces C of
+    the background, more than :data:`OBJECT_BAND` from the objects, where v smoothed exceeds
+    :math:`B + \Delta / 2`. Such a piece is an object when
+
+    .. math:: F_C - B_C \ge \Delta / 2 ,
+
+    with :math:`F_C` its median and :math:`B_C` the median over a ring around it as in
+    :func:`object_edges` (the objects found left out), when it is two bands deep and no larger
+    than the largest object found, and when it is brightest inside itself, not on its rim. Half
+    the dimmest step is where :func:`object_edges` puts that object's own edge. The ring keeps out
+    the brighter side of an uneven background, which does not rise above its own surroundings; the
+    peak keeps out the glow around bright objects, brightest where it is cut off a band from them.
+    v is smoothed as for a step of :math:`\Delta` (:func:`denoising_levels`), at least by
+    :data:`OBJECT_SMOOTHING`, so the noise of an empty stretch of background stays far under the
+    threshold.
+
+    Parameters
+    ----------
+    mask : ndarray of bool
+        The foreground, the image's spatial shape.
+    image : PreparedImage
+        The image segmented (levelled, if it was).
+
+    Returns
+    -------
+    ndarray of bool
+        The foreground with the objects added (their edges as found here: :func:`object_edges`
+        re-edges them).
+    """
+    mask = np.asarray(mask, bool)
+    value = _projected(mask, image.colour)
+    if value is None:
+        return mask
+    objects, count = ndimage.label(mask, np.ones((3,) * mask.ndim))
+    distance, _ = _rim_distance(mask, objects, image.spacing, owners=False)
+    beyond = ~mask & (distance > OBJECT_BAND + OBJECT_RING)
+    if not beyond.any():
+        return mask
+    level_b = float(np.median(value[beyond]))
+    deep = np.unique(objects[mask & (distance >= 2 * OBJECT_BAND - 1)])
+    steps = _label_medians(value, objects, count)[deep[deep > 0]] - level_b
+    if not (steps > 0).any():
+        return mask
+    half = float(steps[steps > 0].min()) / 2
+    level = max(int(denoising_levels(image.noise, np.float64(2 * half), image.spacing)), SIGMAS.index(OBJECT_SMOOTHING))
+    smoothed = ndimage.gaussian_filter(value, smoothing_widths(SIGMAS[level], image.spacing))
+    candidate = (smoothed > level_b + half) & ~mask & (distance > OBJECT_BAND)
+    del beyond
+    pieces, n = ndimage.label(candidate, np.ones((3,) * mask.ndim))
+    if n == 0:
+        return mask
+    apart, owner = _rim_distance(candidate, pieces, image.spacing)
+    ring = ~candidate & ~mask & (apart > OBJECT_BAND) & (apart <= OBJECT_BAND + OBJECT_RING)
+    # the brightest pixel of each piece: inside an object, on the rim of the glow of objects
+    # found (cut off where it comes within a band of them)
+    flat = np.flatnonzero(candidate)
+    keys = pieces.reshape(-1)[flat]
+    order = np.lexsort((smoothed.reshape(-1)[flat], keys))
+    peak = flat[order[np.cumsum(np.bincount(keys, minlength=n + 1)[1:]) - 1]]
+    del smoothed, flat, keys, order
+    peaks_inside = np.concatenate([[False], apart.reshape(-1)[peak] > 0])
+    level_f, level_ring = _label_medians(value, pieces, n), _label_medians(value, np.where(ring, owner, 0), n)
+    area = np.bincount(pieces.reshape(-1), minlength=n + 1)
+    added = np.zeros(n + 1, bool)
+    added[pieces[candidate & (apart >= 2 * OBJECT_BAND - 1)]] = True  # two bands deep
+    added &= np.isfinite(level_ring) & (level_f - level_ring >= half) & peaks_inside
+    added &= area <= np.bincount(objects.reshape(-1))[1:].max()
+    added[0] = False
+    return mask | added[pieces]
+
+
+def _projected(mask: np.ndarray, colour: np.ndarray) -> np.ndarray | None:
+    r"""The colours projected on the step between the two sides' mean colours,
+    :math:`v_p = (x_p - m_B) \cdot (m_F - m_B) / |m_F - m_B|`; None without two distinct sides."""
+    if mask.all() or not mask.any():
+        return None
+    centre_f, centre_b = colour[mask].mean(0), colour[~mask].mean(0)
+    step = np.linalg.norm(centre_f - centre_b)
+    if step == 0:
+        return None
+    direction = ((centre_f - centre_b) / step).astype(np.float32)
+    return (colour - centre_b.astype(np.float32)) @ direction
+
+
+def _rim_distance(mask, objects, spacing, owners: bool = True):
+    """One distance transform, to the outermost pixels of ``mask``: inside it the depth less one,
+    outside it the distance to the nearest object; with ``owners``, also the label (of
+    ``objects``) of the object each pixel belongs to or lies nearest (else None)."""
+    rim = mask & ~ndimage.binary_erosion(mask, border_value=1)
+    sampling = tuple(s / min(spacing) for s in spacing)
+    if not owners:
+        return ndimage.distance_transform_edt(~rim, sampling=sampling), None
+    distance, nearest = ndimage.distance_transform_edt(~rim, sampling=sampling, return_indices=True)
+    return distance, np.where(mask, objects, objects[tuple(nearest)])

@@ -265,6 +265,12 @@ class Settings:
         "mean colours, neighbourhood by neighbourhood (where the step is large against the noise, "
         "colours are used as they are).",
     )
+    dim_objects: bool = _setting(
+        True,
+        "Scenes of many objects: pieces of the background that rise above their own surroundings "
+        "by at least half the step of the dimmest object found are added as objects (dim nuclei "
+        "whose superpixels the background shared).",
+    )
     object_edges: bool = _setting(
         True,
         "Scenes of many objects: each object's edge is re-decided at half its own step above its "
