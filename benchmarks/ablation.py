@@ -29,6 +29,7 @@ VARIANTS = [
     ("12 Laplacian eigenvectors (not 6)", {"laplacian_features": 12}),
     ("SLIC run to 10 iterations (not 4)", {"slic_iterations": 10}),
     ("- edge refinement", {"refine": False}),
+    ("- faint objects (scenes of many objects: objects whose summed excess over their surroundings is under 10 times its noise dropped)", {"object_significance": 0}),
     ("- dim objects (scenes of many objects: background pieces rising above their surroundings by half the dimmest object's step)", {"dim_objects": False}),
     ("- object edges (scenes of many objects: each edge half way up its object's own step)", {"object_edges": False}),
     ("- background levelling (grey / multichannel scenes of many objects under uneven light)", {"level_background": False}),

@@ -10,6 +10,7 @@ judged on; they separate the conditions those data sets mix, so a failure can be
 
     python benchmarks/microscopy.py --images 8
     python benchmarks/microscopy.py --images 8 --methods deepcut refine=false   # settings as KEY=VALUE
+    python benchmarks/microscopy.py --images 2 --size 1024 --methods deepcut nodes='"pixels"'
 """
 
 from __future__ import annotations
@@ -101,6 +102,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=8, help="images per kind")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", type=int, default=256, help="side of a 2D field (a volume: 48 x size/2 x size/2); "
+                        "the same number of objects, so a larger field is a sparser one")
     parser.add_argument("--methods", default="deepcut,ncut,otsu", help="comma-separated keys of evaluate.METHODS")
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated kinds")
     parser.add_argument("settings", nargs="*", metavar="KEY=VALUE", help="settings for every method")
@@ -113,7 +116,7 @@ def main() -> None:
     seconds = {m: 0.0 for m in methods}
     for kind in args.kinds.split(","):
         rng = np.random.default_rng([args.seed, KINDS.index(kind)])  # the same fields in any subset
-        fields = [draw(kind, rng) for _ in range(args.images)]
+        fields = [draw(kind, rng, args.size) for _ in range(args.images)]
         row = []
         for method in methods:
             start = time.perf_counter()

@@ -6,11 +6,13 @@ Peak memory is the highest resident set size during the run minus the RSS before
 every 5 ms, as ``speed.py``); the volume itself is made before.
 
     python benchmarks/volume_memory.py --shape 64 1024 1024
+    python benchmarks/volume_memory.py --shape 64 768 768 object_significance=0   # settings as KEY=VALUE
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -29,7 +31,9 @@ def blobs(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", type=int, nargs=3, default=(64, 1024, 1024))
+    parser.add_argument("settings", nargs="*", metavar="KEY=VALUE", help="settings of segment, as JSON values")
     args = parser.parse_args()
+    settings = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.settings)}
 
     import torch
 
@@ -40,7 +44,7 @@ def main() -> None:
     segment(volume[:8, :64, :64], spacing=(3, 1, 1), epochs=5)  # warm up torch and the imports
     with PeakMemory() as memory:
         start = time.perf_counter()
-        result = segment(volume, spacing=(3, 1, 1))
+        result = segment(volume, spacing=(3, 1, 1), **settings)
         seconds = time.perf_counter() - start
     truth = volume > 700
     overlap = (result.foreground.astype(bool) & truth).sum() / max((result.foreground.astype(bool) | truth).sum(), 1)

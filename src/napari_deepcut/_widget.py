@@ -72,6 +72,7 @@ FOREGROUND_ONLY = (
     "level_background",
     "dark_field",
     "adapt_superpixels",
+    "object_significance",
     "dim_objects",
     "object_edges",
     "min_piece",

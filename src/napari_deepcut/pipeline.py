@@ -25,7 +25,7 @@ from .image import (
     smoothing_widths,
     trend_steps,
 )
-from .refine import dim_objects, object_edges, refine_labels
+from .refine import dim_objects, faint_objects, object_edges, refine_labels
 from .settings import Settings, fields, from_kwargs
 
 ProgressCallback = Callable[[Progress], None]
@@ -760,8 +760,11 @@ def foreground_stage(
     segmented again, on the levelled image if it was levelled, with more superpixels
     (:func:`finer_segments`).
 
-    In a scene of many objects, with ``dim_objects``, pieces of the background that rise above
-    their own surroundings by half the step of the dimmest object found are added
+    In a scene of many objects, objects whose excess over their surroundings, summed, is under
+    ``object_significance`` times its noise are dropped, with a warning when none is left
+    (:func:`~napari_deepcut.refine.faint_objects`); then, with ``dim_objects``, pieces of the
+    background that rise above their own surroundings by half the step of the dimmest object
+    found are added
     (:func:`~napari_deepcut.refine.dim_objects`), and with ``object_edges`` each object is
     re-edged half way up its own step (:func:`~napari_deepcut.refine.object_edges`).
 
@@ -796,8 +799,13 @@ def foreground_stage(
             finer_settings = settings.replace(n_segments=finer)
             result, *_ = _foreground_pass(image, finer_settings, progress, cancel, "foreground, finer superpixels")
             result.adapted_segments = finer
-    if many and (settings.dim_objects or settings.object_edges):
+    all_faint = False
+    if many and (settings.object_significance > 0 or settings.dim_objects or settings.object_edges):
         mask = result.labels.astype(bool)
+        if settings.object_significance > 0:
+            _begin_step("dropping faint objects", "foreground", progress, cancel)
+            mask = faint_objects(mask, image, settings.object_significance)
+            all_faint = not mask.any()
         if settings.dim_objects:
             _begin_step("finding dim objects", "foreground", progress, cancel)
             mask = dim_objects(mask, image)
@@ -810,6 +818,13 @@ def foreground_stage(
         warnings.warn(
             "the clustering found one region only (nothing in the image differs from the rest by "
             "more than its noise): the foreground is empty",
+            stacklevel=3,
+        )
+    elif all_faint:
+        warnings.warn(
+            f"no object stands out from the image's noise (each object found sums to less than "
+            f"object_significance={settings.object_significance:g} times the noise): the "
+            f"foreground is empty",
             stacklevel=3,
         )
     elif settings.min_contrast > 0:

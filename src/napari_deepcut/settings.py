@@ -265,6 +265,15 @@ class Settings:
         "mean colours, neighbourhood by neighbourhood (where the step is large against the noise, "
         "colours are used as they are).",
     )
+    object_significance: float = _setting(
+        10.0,
+        "Scenes of many objects: an object stays only when its excess over the ring around it, "
+        "summed over the object and a band around it, is at least this many times the noise of "
+        "such a sum (the specks that noise alone makes as bright as a dim object, on many small "
+        "nodes, go). 0 keeps every object.",
+        min=0.0,
+        max=1000.0,
+    )
     dim_objects: bool = _setting(
         True,
         "Scenes of many objects: pieces of the background that rise above their own surroundings "
