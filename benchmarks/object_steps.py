@@ -3,8 +3,9 @@
 The fields are like those of ``microscopy.py`` ("wide brightness range": blurred nuclei of a
 tenfold range of brightness in noise): a 2048 x 2048 field and a 48 x 1024 x 1024 volume (sides
 set by ``--size``); the mask is the drawn objects grown by one pixel, as a clustering leaves
-them. Each step runs alone on that mask, so the figures compare the steps with one another, in
-one process.
+them. Each step runs alone on that mask, building its own distance transform (``ObjectRims``), so
+the figures compare the steps with one another, in one process; then the three run in turn as
+``foreground_stage`` runs them, sharing one transform while a step leaves the mask as it was.
 
     python benchmarks/object_steps.py
     python benchmarks/object_steps.py --objects 400 --size 1024
@@ -19,7 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 from napari_deepcut.image import prepare_image
-from napari_deepcut.refine import dim_objects, faint_objects, object_edges
+from napari_deepcut.refine import ObjectRims, dim_objects, faint_objects, object_edges
 
 
 def field(shape, count, rng):
@@ -44,19 +45,35 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=1500)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    print("| field | objects | faint objects s | dim objects s | object edges s |")
-    print("|---|---|---|---|---|")
+    print("| field | objects | faint objects s | dim objects s | object edges s | sum s | in turn, shared s | transforms |")
+    print("|---|---|---|---|---|---|---|---|")
     for shape in ((args.size, args.size), (48, args.size // 2, args.size // 2)):
         image, mask = field(shape, args.objects, rng)
         prepared = prepare_image(image)
         prepared.noise  # measured once, as in the pipeline
+        steps = (
+            lambda m, r: faint_objects(m, prepared, 10.0, r),
+            lambda m, r: dim_objects(m, prepared, r),
+            lambda m, r: object_edges(m, prepared, r),
+        )
         seconds = []
-        for step in (lambda: faint_objects(mask, prepared, 10.0), lambda: dim_objects(mask, prepared), lambda: object_edges(mask, prepared)):
+        for step in steps:
             start = time.perf_counter()
-            step()
+            step(mask, None)
             seconds.append(time.perf_counter() - start)
+        start, now, rims, transforms = time.perf_counter(), mask, None, 0
+        for step in steps:  # as foreground_stage
+            if rims is None or not rims.fits(now):
+                rims = None
+                rims, transforms = ObjectRims.of(now, prepared.spacing), transforms + 1
+            now = step(now, rims)
+        shared = time.perf_counter() - start
         count = ndimage.label(mask)[1]
-        print(f"| {' x '.join(map(str, shape))} | {count} | " + " | ".join(f"{s:.2f}" for s in seconds) + " |", flush=True)
+        print(
+            f"| {' x '.join(map(str, shape))} | {count} | " + " | ".join(f"{s:.2f}" for s in seconds)
+            + f" | {sum(seconds):.2f} | {shared:.2f} | {transforms} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -695,6 +695,45 @@ def test_faint_objects_drops_the_specks_of_noise_and_keeps_dim_objects():
     assert not faint_objects(np.zeros_like(objects), prepared, 10.0).any()
 
 
+def test_object_rims_are_one_exact_transform_shared_while_the_mask_stays():
+    """The rims of a few objects in a volume of anisotropic voxels: within reach of the objects,
+    the distances and owners of the transform run on the mask's grown bounding box, whole or in
+    slabs on threads, are those of the whole volume; beyond it the distance is larger, mostly
+    infinite. They fit an equal mask, not a changed one, and the steps given them return what
+    they return building their own."""
+    from napari_deepcut.refine import OBJECT_REACH, ObjectRims, dim_objects, faint_objects, object_edges
+
+    rng = np.random.default_rng(0)
+    zz, yy, xx = np.mgrid[:24, :96, :96]
+    ball = lambda cz, cy, cx, r: ((zz - cz) * 2.0) ** 2 + (yy - cy) ** 2 + (xx - cx) ** 2 < r**2  # noqa: E731
+    mask = ball(10, 30, 16, 7) | ball(12, 40, 46, 6) | ball(14, 36, 80, 5)
+    spacing = (2.0, 1.0, 1.0)
+    objects = ndimage.label(mask, np.ones((3, 3, 3)))[0]
+    rim = mask & ~ndimage.binary_erosion(mask, border_value=1)
+    distance, nearest = ndimage.distance_transform_edt(~rim, sampling=spacing, return_indices=True)
+    owner = np.where(mask, objects, objects[tuple(nearest)])
+    near = distance <= OBJECT_REACH
+    for threads in (1, 4):  # one transform, or slabs on threads
+        rims = ObjectRims.of(mask, spacing, threads=threads)
+        assert rims.count == 3 and np.array_equal(rims.objects, objects)
+        assert np.array_equal(rims.distance[near], distance[near]) and np.array_equal(rims.owner[near], owner[near])
+        assert np.isinf(rims.distance[~near]).mean() > 0.5 and (rims.distance[~near] > OBJECT_REACH).all()
+    assert rims.fits(mask.copy()) and not rims.fits(mask & ~ball(14, 36, 80, 5))
+    assert ObjectRims.of(mask.copy(), spacing, rims) is rims
+    image = 0.1 + 0.8 * ndimage.gaussian_filter(mask.astype(float), 1.0) + rng.normal(0, 0.02, mask.shape)
+    prepared = prepare_image(image.astype(np.float32), spacing=spacing)
+    grown = ndimage.binary_dilation(mask)
+    shared = ObjectRims.of(grown, spacing)
+    steps = (
+        lambda rims: faint_objects(grown, prepared, 10.0, rims),
+        lambda rims: dim_objects(grown, prepared, rims),
+        lambda rims: object_edges(grown, prepared, rims),
+    )
+    assert not np.array_equal(steps[2](shared), grown)  # the edges move
+    for step in steps:
+        assert np.array_equal(step(shared), step(None))
+
+
 def test_pixel_nodes_of_a_sparse_field_keep_no_specks_of_noise():
     """Six blurred nuclei of a tenfold brightness range in a 512 x 512 field, on 65,536 pixel
     nodes: without the faint-objects rule the clustering keeps the nodes that noise makes as

@@ -25,7 +25,7 @@ from .image import (
     smoothing_widths,
     trend_steps,
 )
-from .refine import dim_objects, faint_objects, object_edges, refine_labels
+from .refine import ObjectRims, dim_objects, faint_objects, object_edges, refine_labels
 from .settings import Settings, fields, from_kwargs
 
 ProgressCallback = Callable[[Progress], None]
@@ -799,19 +799,25 @@ def foreground_stage(
             finer_settings = settings.replace(n_segments=finer)
             result, *_ = _foreground_pass(image, finer_settings, progress, cancel, "foreground, finer superpixels")
             result.adapted_segments = finer
+    significance = settings.object_significance
+    steps = [  # the steps of a scene of many objects: name, whether it runs, the step
+        ("dropping faint objects", significance > 0, lambda m, r: faint_objects(m, image, significance, r)),
+        ("finding dim objects", settings.dim_objects, lambda m, r: dim_objects(m, image, r)),
+        ("re-edging objects", settings.object_edges, lambda m, r: object_edges(m, image, r)),
+    ]
     all_faint = False
-    if many and (settings.object_significance > 0 or settings.dim_objects or settings.object_edges):
+    if many and any(on for _, on, _ in steps):
         mask = result.labels.astype(bool)
-        if settings.object_significance > 0:
-            _begin_step("dropping faint objects", "foreground", progress, cancel)
-            mask = faint_objects(mask, image, settings.object_significance)
-            all_faint = not mask.any()
-        if settings.dim_objects:
-            _begin_step("finding dim objects", "foreground", progress, cancel)
-            mask = dim_objects(mask, image)
-        if settings.object_edges:
-            _begin_step("re-edging objects", "foreground", progress, cancel)
-            mask = object_edges(mask, image)
+        rims = None  # one distance transform, shared while the steps leave the mask as it was
+        for name, on, step in steps:
+            if on:
+                _begin_step(name, "foreground", progress, cancel)
+                if rims is None or not rims.fits(mask):
+                    rims = None  # freed before the next is built
+                    rims = ObjectRims.of(mask, image.spacing)
+                mask = step(mask, rims)
+        del rims
+        all_faint = significance > 0 and not mask.any()
         result.labels = clean_foreground(mask, settings.keep_largest, settings.fill_holes).astype(np.uint8)
     result.background_unevenness = unevenness
     if result.n_clusters == 1 and not result.labels.any():
