@@ -535,12 +535,17 @@ def _projected(mask: np.ndarray, colour: np.ndarray) -> np.ndarray | None:
     :math:`v_p = (x_p - m_B) \cdot (m_F - m_B) / |m_F - m_B|`; None without two distinct sides."""
     if mask.all() or not mask.any():
         return None
-    centre_f, centre_b = colour[mask].mean(0), colour[~mask].mean(0)
+    side = mask.reshape(-1).view(np.uint8)  # sums per side, channel by channel: no copies of a side
+    sums = np.stack([np.bincount(side, channel.reshape(-1), 2) for channel in np.moveaxis(colour, -1, 0)], -1)
+    centre_b, centre_f = sums / np.bincount(side, minlength=2)[:, None]
     step = np.linalg.norm(centre_f - centre_b)
     if step == 0:
         return None
     direction = ((centre_f - centre_b) / step).astype(np.float32)
-    return (colour - centre_b.astype(np.float32)) @ direction
+    value = np.zeros(mask.shape, np.float32)
+    for channel, base, weight in zip(np.moveaxis(colour, -1, 0), centre_b.astype(np.float32), direction):
+        value += (channel - base) * weight
+    return value
 
 
 @dataclass(frozen=True)
