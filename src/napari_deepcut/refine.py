@@ -193,22 +193,24 @@ def _nearest_labels(colour, mean, present, row, band_width, chunk: int = 1 << 20
     """
     n_labels = mean.shape[1]
     step = ((mean[:, :, None] - mean[:, None]) ** 2).sum(-1)  # squared, per row and label pair
-    nearest = np.zeros(len(row), np.uint8 if n_labels < 256 else np.int32)
+    dtype = np.uint8 if n_labels < 256 else np.int32
+    nearest = np.zeros(len(row), dtype)
     band = np.zeros(len(row), bool)
     for start in range(0, len(row), chunk):
         part = slice(start, min(start + chunk, len(row)))
-        rows, pixel_colour, first = row[part], colour[part], nearest[part]
-        best, second_best = np.full((2, len(rows)), np.inf, np.float32)
-        second = np.zeros_like(first)
-        for index in range(n_labels):  # a loop over labels, not pixels
+        rows, pixel_colour = row[part], colour[part]
+        best = second_best = np.full(len(rows), np.inf, np.float32)
+        first = second = np.zeros(len(rows), dtype)
+        for index in map(dtype, range(n_labels)):  # a loop over labels, not pixels
             difference = pixel_colour - mean[rows, index]
             distance = np.einsum("ij,ij->i", difference, difference)
             distance[~present[rows, index]] = np.inf
             closer = distance < best  # strict: the first label wins ties
             between = ~closer & (distance < second_best)
-            second_best[closer], second[closer] = best[closer], first[closer]
-            second_best[between], second[between] = distance[between], index
-            best[closer], first[closer] = distance[closer], index
+            second_best = np.where(closer, best, np.where(between, distance, second_best))
+            second = np.where(closer, first, np.where(between, index, second))
+            best, first = np.where(closer, distance, best), np.where(closer, index, first)
+        nearest[part] = first
         band[part] = np.isfinite(second_best) & (second_best - best < 2 * band_width * step[rows, first, second])
     return nearest, band
 
