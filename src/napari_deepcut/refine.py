@@ -507,7 +507,8 @@ def dim_objects(mask: np.ndarray, image: PreparedImage, rims: ObjectRims | None 
     level = max(int(denoising_levels(image.noise, np.float64(2 * half), image.spacing)), SIGMAS.index(OBJECT_SMOOTHING))
     smoothed = ndimage.gaussian_filter(value, smoothing_widths(SIGMAS[level], image.spacing))
     candidate = (smoothed > level_b + half) & ~mask & (distance > OBJECT_BAND)
-    del beyond, rims, distance
+    largest = np.bincount(objects.reshape(-1))[1:].max()
+    del beyond, rims, distance, objects
     around = ObjectRims.of(candidate, image.spacing)
     if around.count == 0:
         return mask
@@ -527,7 +528,7 @@ def dim_objects(mask: np.ndarray, image: PreparedImage, rims: ObjectRims | None 
     added = np.zeros(n + 1, bool)
     added[pieces[candidate & (apart >= 2 * OBJECT_BAND - 1)]] = True  # two bands deep
     added &= np.isfinite(level_ring) & (level_f - level_ring >= half) & peaks_inside
-    added &= area <= np.bincount(objects.reshape(-1))[1:].max()
+    added &= area <= largest
     added[0] = False
     return mask | added[pieces]
 
@@ -568,7 +569,7 @@ class ObjectRims:
         Its connected pieces (joined along any axis or diagonal), labelled 1..``count``.
     count : int
         Number of objects.
-    distance : ndarray of float64
+    distance : ndarray of float32
         Inside the mask the depth below its outermost pixels (0 on them), outside the distance to
         the nearest object; in units of the finest pixel spacing. Beyond the reach: larger than
         it, or infinite.
@@ -595,7 +596,7 @@ class ObjectRims:
         if rims is not None and rims.fits(mask):
             return rims
         objects, count = ndimage.label(mask, np.ones((3,) * mask.ndim))
-        distance, owner = np.full(mask.shape, np.inf), np.zeros(mask.shape, np.int32)
+        distance, owner = np.full(mask.shape, np.inf, np.float32), np.zeros(mask.shape, np.int32)
         if count == 0:
             return cls(mask, objects, 0, distance, owner)
         sampling = tuple(s / min(spacing) for s in spacing)
