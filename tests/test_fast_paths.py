@@ -1,6 +1,8 @@
 """The engine's fast paths give what the plain computation gives: SLIC at a reduced working
-resolution, the blocked network with its hand-written backward, the clusters' inner weight with
-its gradient from the forward's products, sort-based unique."""
+resolution, the blocked network with its hand-written backward, the optimiser over one flat
+buffer, the clusters' inner weight with its gradient from the forward's products, sort-based
+unique, threaded Gaussian filters, separable upsampling of block levels, the nearest of two
+labels in edge refinement."""
 
 from __future__ import annotations
 
@@ -11,9 +13,10 @@ import pytest
 import torch
 from scipy import ndimage
 
-from napari_deepcut import graph
+from napari_deepcut import graph, refine
+from napari_deepcut.cluster import FlatAdamW
 from napari_deepcut.gnn import ClusterNet, _ClusterMLP
-from napari_deepcut.image import prepare_image
+from napari_deepcut.image import _linear_upsampled, gaussian_in_threads, prepare_image
 from napari_deepcut.losses import Affinity
 from napari_deepcut.settings import Settings
 
@@ -153,6 +156,38 @@ def test_a_second_call_before_backward_is_an_error_not_a_wrong_gradient():
         first.sum().backward()
 
 
+def test_flat_adamw_steps_as_torch_adamw_bit_for_bit():
+    torch.manual_seed(0)
+    start = ClusterNet(4, 3, 16, 8)
+    x = torch.randn(300, 4)
+    runs = []
+    for make in (lambda p: FlatAdamW(p, lr=0.03), lambda p: torch.optim.AdamW(p, lr=0.03, foreach=False)):
+        net = copy.deepcopy(start)
+        optimiser = make(net.parameters())
+        for _ in range(50):
+            optimiser.zero_grad()
+            S = net(x)
+            (S[:, 0] * x[:, 0]).mean().add(S.square().mean()).backward()
+            optimiser.step()
+        runs.append([p.detach().clone() for p in net.parameters()])
+    for flat, plain in zip(*runs):
+        assert torch.equal(flat, plain)
+
+
+def test_training_does_not_load_torch_compiler():
+    # torch's own optimisers import torch._dynamo (seconds, and triton where installed)
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np; from napari_deepcut import segment; "
+        "segment(np.random.default_rng(0).random((32, 32)), epochs=3); "
+        "print('torch._dynamo' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"
+
+
 # --- losses ------------------------------------------------------------------------------------
 
 
@@ -185,3 +220,55 @@ def test_unique_by_sorting_matches_numpy():
     keys = np.random.default_rng(0).integers(0, 1000, 5000)
     assert np.array_equal(graph._unique(keys), np.unique(keys))
     assert graph._unique(np.empty(0, np.int64)).size == 0
+
+
+# --- filters and interpolation -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "shape, widths",
+    [((1100, 1000, 1), (1.5, 1.5, 0)), ((20, 256, 256, 1), (0.5, 1.5, 1.5, 0)), ((1024, 1030, 3), (0, 2.0, 0))],
+)
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_threaded_gaussian_is_scipys_bit_for_bit(shape, widths, threads):
+    array = np.random.default_rng(0).random(shape, np.float32)
+    assert np.array_equal(gaussian_in_threads(array, widths, threads), ndimage.gaussian_filter(array, widths))
+
+
+@pytest.mark.parametrize(
+    "levels, block, shape", [((5, 9, 9), (10, 30, 30), (48, 256, 260)), ((7, 11), (37, 37), (256, 400)), ((1, 4), (50, 60), (50, 230))]
+)
+def test_separable_upsampling_matches_linear_zoom(levels, block, shape):
+    values = np.random.default_rng(0).random(levels)
+    zoomed = ndimage.zoom(values, block, order=1, mode="nearest", grid_mode=True)[tuple(slice(0, n) for n in shape)]
+    upsampled = _linear_upsampled(values, block, shape)
+    assert upsampled.shape == shape and upsampled.dtype == np.float32
+    assert np.allclose(upsampled, zoomed, rtol=0, atol=2e-7)
+
+
+def _nearest_labels_one_by_one(colour, mean, present, row, band_width):
+    """The plain rule: per pixel, labels by distance (first wins ties), and the band test."""
+    nearest, band = [], []
+    for c, r in zip(colour, row):
+        distance = [((c - mean[r, label]) ** 2).sum() if present[r, label] else np.inf for label in range(mean.shape[1])]
+        order = np.argsort(distance, kind="stable")
+        first, second = order[0], order[1] if len(order) > 1 else order[0]
+        step = ((mean[r, first] - mean[r, second]) ** 2).sum()
+        nearest.append(first)
+        band.append(len(order) > 1 and np.isfinite(distance[second]) and distance[second] - distance[first] < 2 * band_width * step)
+    return np.array(nearest), np.array(band)
+
+
+@pytest.mark.parametrize("labels, channels", [(2, 1), (2, 3), (3, 3), (1, 1)])
+def test_nearest_labels_follow_the_plain_rule(labels, channels):
+    rng = np.random.default_rng(0)
+    rows, pixels = 50, 3000
+    mean = (rng.integers(0, 4, (rows, labels, channels)) / 4).astype(np.float32)  # ties, too
+    present = rng.random((rows, labels)) < 0.8
+    present[np.arange(rows), rng.integers(0, labels, rows)] = True
+    row = rng.integers(0, rows, pixels).astype(np.int32)
+    colour = (rng.integers(0, 8, (pixels, channels)) / 8).astype(np.float32)
+    nearest, band = refine._nearest_labels(colour, mean, present, row, 0.125, chunk=1000)
+    plain_nearest, plain_band = _nearest_labels_one_by_one(colour, mean, present, row, 0.125)
+    assert np.array_equal(nearest, plain_nearest)
+    assert np.array_equal(band, plain_band)

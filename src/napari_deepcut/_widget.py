@@ -52,10 +52,10 @@ from .image import prepare_image
 from .pipeline import foreground_stage, parts_stage, run_metadata
 from .settings import Settings, fields, from_kwargs
 
-# torch's optimisers import torch._dynamo on first use, which imports triton when it is installed
-# (it comes with torch's CUDA wheels). Loaded after napari's OpenGL (Mesa's LLVM), triton's own
-# LLVM crashed the process (torch 2.14, Linux). Triton only serves GPUs: without one, torch is told
-# it is absent.
+# torch._dynamo imports triton when it is installed (it comes with torch's CUDA wheels). Loaded
+# after napari's OpenGL (Mesa's LLVM), triton's own LLVM crashed the process (torch 2.14, Linux).
+# The engine's optimiser (cluster.FlatAdamW) no longer loads torch._dynamo, as torch's optimisers
+# did, but other torch code may. Triton only serves GPUs: without one, torch is told it is absent.
 if not torch.cuda.is_available() and "triton" not in sys.modules:
     sys.modules["triton"] = None
 

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 from scipy import ndimage
 from skimage.segmentation import slic
 
-from .image import PreparedImage, noise_gain, smoothing_widths
+from .image import PreparedImage, gaussian_in_threads, noise_gain, smoothing_widths
 from .settings import Settings
 
 
@@ -556,7 +556,7 @@ def build_graph(
         if settings.nodes == "pixels" and settings.smoothing > 0 and automatic_sigma(features) < floor:
             # the noise dominates the nodes' colours: average each node's neighbourhood first
             widths = smoothing_widths(settings.smoothing, image.spacing)
-            smoothed = ndimage.gaussian_filter(image.colour, [*widths, 0])
+            smoothed = gaussian_in_threads(image.colour, [*widths, 0])
             features = node_means(smoothed, node_labels, n)
             node_noise = image.noise * noise_gain(widths, block)  # of a node's smoothed mean
             floor = factor * noise_step(node_noise, features.shape[1], np.ones(1))

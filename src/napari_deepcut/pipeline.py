@@ -18,6 +18,7 @@ from .graph import Graph, automatic_sigma, build_graph, node_means
 from .image import (
     PreparedImage,
     content_box,
+    gaussian_in_threads,
     level_background,
     noise_gain,
     opened_background,
@@ -611,7 +612,7 @@ def foreground_contrast(image: PreparedImage, foreground: np.ndarray) -> float:
         return float("inf")
     widths = smoothing_widths(CONTRAST_WIDTH, image.spacing)
     # one smoothed channel in memory at a time
-    smoothed = (ndimage.gaussian_filter(channel, widths) for channel in np.moveaxis(image.colour, -1, 0))
+    smoothed = (gaussian_in_threads(channel, widths) for channel in np.moveaxis(image.colour, -1, 0))
     return float(np.linalg.norm(trend_steps(smoothed, foreground)) / (image.noise * noise_gain(widths)))
 
 

@@ -37,7 +37,7 @@ import scipy.sparse as sp
 from scipy import ndimage
 
 from .graph import Graph
-from .image import PreparedImage, noise_gain, noise_level, smoothing_widths
+from .image import PreparedImage, gaussian_in_threads, noise_gain, noise_level, smoothing_widths
 
 
 EDGE_BAND = {2: 1 / 8, 3: 1 / 4}
@@ -148,33 +148,37 @@ def refine_labels(
     )[on_boundary]
     involved = np.asarray(near.sum(0)).ravel() > 0  # nodes whose pixels enter a local mean
 
-    # One entry per pixel of an involved node, the m pixels of boundary nodes (those that move)
-    # first, in the narrowest dtypes: on a large volume most pixels are involved, and these
-    # arrays, not the image, set the peak memory.
+    # One entry per pixel in the narrowest dtypes: on a large volume most pixels are involved,
+    # and these arrays, not the image, set the peak memory. The pixels of involved nodes off the
+    # boundary never move: their sums per (node, label) are taken once. A node's pixels all move
+    # or all stay, so the two sets of sums share no key, and adding them is exact.
     flat = graph.node_labels.ravel()
     index_type = np.int32 if flat.size < 2**31 else np.int64
-    pixels = np.concatenate(
-        [np.flatnonzero(_of_nodes(flat, mask)).astype(index_type) for mask in (on_boundary, involved & ~on_boundary)]
-    )
-    m = int(graph.sizes[on_boundary].sum())
-    node = flat[pixels].astype(np.int32 if n * n_labels < 2**31 else np.int64)  # keys below fit too
-    colour = image.colour.reshape(flat.size, -1)[pixels]
-    label = label_of_node.astype(np.uint8 if n_labels < 256 else np.int32)[node]
-    row = (np.cumsum(on_boundary, dtype=np.int32) - 1)[node[:m]]  # each moving pixel's neighbourhood
-    in_band = np.zeros(len(pixels), bool)  # pixels on the blurred edge, left out of the means
+    key_type = np.int32 if n * n_labels < 2**31 else np.int64
+    label_of_node = label_of_node.astype(np.uint8 if n_labels < 256 else np.int32)
+    colours = image.colour.reshape(flat.size, -1)
+    still = np.flatnonzero(_of_nodes(flat, involved & ~on_boundary)).astype(index_type)
+    node = flat[still].astype(key_type)
+    fixed = _key_sums(node * n_labels + label_of_node[node], colours[still], n * n_labels)
+    del still, node
+    pixels = np.flatnonzero(_of_nodes(flat, on_boundary)).astype(index_type)  # the m that move
+    m = len(pixels)
+    node = flat[pixels].astype(key_type)
+    colour = colours[pixels]
+    label = label_of_node[node]
+    row = (np.cumsum(on_boundary, dtype=np.int32) - 1)[node]  # each moving pixel's neighbourhood
+    in_band = np.zeros(m, bool)  # pixels on the blurred edge, left out of the means
     if denoise:
-        mean, count = _local_means(near, node * n_labels + label, colour, in_band, n_labels)
+        mean, count = _local_means(near, node * n_labels + label, colour, in_band, n_labels, fixed)
         level = denoising_levels(image.noise, _smallest_steps(mean, count), image.spacing).astype(np.int8)
-        _denoise(colour[:m], pixels[:m], level[row], image.colour, image.spacing)
+        _denoise(colour, pixels, level[row], image.colour, image.spacing)
     for _ in range(iterations):
-        mean, count = _local_means(near, node * n_labels + label, colour, in_band, n_labels)
-        new, edge = _nearest_labels(colour[:m], mean.astype(np.float32), count > 0, row, EDGE_BAND[image.ndim])
-        band = np.zeros(len(pixels), bool)
-        band[:m] = edge
-        if np.array_equal(new, label[:m]) and np.array_equal(band, in_band):
+        mean, count = _local_means(near, node * n_labels + label, colour, in_band, n_labels, fixed)
+        new, band = _nearest_labels(colour, mean.astype(np.float32), count > 0, row, EDGE_BAND[image.ndim])
+        if np.array_equal(new, label) and np.array_equal(band, in_band):
             break
-        label[:m], in_band = new, band
-    labels.reshape(-1)[pixels[:m]] = codes[label[:m]]
+        label, in_band = new, band
+    labels.reshape(-1)[pixels] = codes[label]
     return labels
 
 
@@ -199,12 +203,17 @@ def _nearest_labels(colour, mean, present, row, band_width, chunk: int = 1 << 20
     for start in range(0, len(row), chunk):
         part = slice(start, min(start + chunk, len(row)))
         rows, pixel_colour = row[part], colour[part]
+        if n_labels == 2:  # the foreground stage: the two distances' order says it all
+            near, far = (_distances(pixel_colour, mean[:, index], present[:, index], rows) for index in (0, 1))
+            first = far < near  # strict: the first label wins ties
+            near, far = np.minimum(near, far), np.maximum(near, far)
+            nearest[part] = first
+            band[part] = np.isfinite(far) & (far - near < 2 * band_width * step[rows, 0, 1])
+            continue
         best = second_best = np.full(len(rows), np.inf, np.float32)
         first = second = np.zeros(len(rows), dtype)
         for index in map(dtype, range(n_labels)):  # a loop over labels, not pixels
-            difference = pixel_colour - mean[rows, index]
-            distance = np.einsum("ij,ij->i", difference, difference)
-            distance[~present[rows, index]] = np.inf
+            distance = _distances(pixel_colour, mean[:, index], present[:, index], rows)
             closer = distance < best  # strict: the first label wins ties
             between = ~closer & (distance < second_best)
             second_best = np.where(closer, best, np.where(between, distance, second_best))
@@ -213,6 +222,15 @@ def _nearest_labels(colour, mean, present, row, band_width, chunk: int = 1 << 20
         nearest[part] = first
         band[part] = np.isfinite(second_best) & (second_best - best < 2 * band_width * step[rows, first, second])
     return nearest, band
+
+
+def _distances(colour, mean, present, rows) -> np.ndarray:
+    """Squared distance of each pixel's ``colour`` to the ``mean`` (rows, C) of its row ``rows``;
+    infinite where the label is not ``present`` there."""
+    difference = colour - mean[rows]
+    distance = np.einsum("ij,ij->i", difference, difference)
+    distance[~present[rows]] = np.inf
+    return distance
 
 
 def _denoise(colour, pixels, level, source, spacing) -> None:
@@ -244,7 +262,7 @@ def _smoothed_at(colour: np.ndarray, flat_pixels: np.ndarray, widths: tuple[floa
         reach = int(4.0 * width + 0.5)  # scipy's kernel radius at truncate=4
         along = coordinate(axis)
         box.append(slice(max(0, int(along.min()) - reach), min(spatial[axis], int(along.max()) + reach + 1)))
-    smoothed = ndimage.gaussian_filter(colour[tuple(box)], [*widths, 0])
+    smoothed = gaussian_in_threads(colour[tuple(box)], [*widths, 0])
     inside = flat_pixels  # the flat index within the box, built axis by axis
     if smoothed.shape[:-1] != spatial:
         inside = np.zeros(len(flat_pixels), np.int64)
@@ -253,10 +271,11 @@ def _smoothed_at(colour: np.ndarray, flat_pixels: np.ndarray, widths: tuple[floa
     return smoothed.reshape(-1, colour.shape[-1])[inside]
 
 
-def _local_means(near, key, colour, left_out, n_labels) -> tuple[np.ndarray, np.ndarray]:
+def _local_means(near, key, colour, left_out, n_labels, fixed=0.0) -> tuple[np.ndarray, np.ndarray]:
     """Mean colour of each label over each neighbourhood (rows of ``near``; pixels keyed by
     ``node * n_labels + label``), without the pixels ``left_out``; where those are all of a
-    label's pixels in a neighbourhood, with them.
+    label's pixels in a neighbourhood, with them. ``fixed``: the :func:`_key_sums` of pixels
+    of other nodes, added to these.
 
     Returns
     -------
@@ -266,17 +285,21 @@ def _local_means(near, key, colour, left_out, n_labels) -> tuple[np.ndarray, np.
     """
     size = near.shape[1] * n_labels
 
-    def sums(keys, colours):  # pixel count and colour sums per (node, label), per neighbourhood
-        columns = [np.bincount(keys, minlength=size), *[np.bincount(keys, c, size) for c in colours.T]]
-        return near @ np.stack(columns, -1).reshape(near.shape[1], -1)
+    def sums(columns):  # per neighbourhood
+        return (near @ columns.reshape(near.shape[1], -1)).reshape(near.shape[0], n_labels, -1)
 
-    every = sums(key, colour).reshape(near.shape[0], n_labels, -1)
+    every = sums(_key_sums(key, colour, size) + fixed)
     chosen = every
     if left_out.any():  # few pixels: their sums are taken away
         out = np.flatnonzero(left_out)
-        kept = every - sums(key[out], colour[out]).reshape(every.shape)
+        kept = every - sums(_key_sums(key[out], colour[out], size))
         chosen = np.where(kept[..., :1] > 0.5, kept, every)
     return chosen[..., 1:] / np.maximum(chosen[..., :1], 1), every[..., 0]
+
+
+def _key_sums(keys: np.ndarray, colours: np.ndarray, size: int) -> np.ndarray:
+    """Pixel count and colour sums per key (``size`` keys): shape (size, 1 + C), float64."""
+    return np.stack([np.bincount(keys, minlength=size), *[np.bincount(keys, c, size) for c in colours.T]], -1)
 
 
 def _smallest_steps(mean: np.ndarray, count: np.ndarray) -> np.ndarray:
@@ -505,7 +528,7 @@ def dim_objects(mask: np.ndarray, image: PreparedImage, rims: ObjectRims | None 
         return mask
     half = float(steps[steps > 0].min()) / 2
     level = max(int(denoising_levels(image.noise, np.float64(2 * half), image.spacing)), SIGMAS.index(OBJECT_SMOOTHING))
-    smoothed = ndimage.gaussian_filter(value, smoothing_widths(SIGMAS[level], image.spacing))
+    smoothed = gaussian_in_threads(value, smoothing_widths(SIGMAS[level], image.spacing))
     candidate = (smoothed > level_b + half) & ~mask & (distance > OBJECT_BAND)
     largest = np.bincount(objects.reshape(-1))[1:].max()
     del beyond, rims, distance, objects
