@@ -334,7 +334,8 @@ def level_background(
 
 def _linear_upsampled(levels: np.ndarray, block: tuple[int, ...], shape: tuple[int, ...]) -> np.ndarray:
     r"""Block ``levels`` interpolated linearly to the pixels of ``shape`` (float32): the values of
-    ``ndimage.zoom(levels, block, order=1, mode="nearest", grid_mode=True)`` cropped to ``shape``.
+    ``ndimage.zoom(levels, block, order=1, mode="nearest", grid_mode=True)`` cropped to ``shape``,
+    to float32's rounding.
 
     Block centres land on the centres of their pixels (a ramp stays a ramp): pixel p of an axis
     with L levels zoomed to :math:`N = round(L b)` pixels reads the levels at

@@ -161,13 +161,12 @@ def refine_labels(
     node = flat[still].astype(key_type)
     fixed = _key_sums(node * n_labels + label_of_node[node], colours[still], n * n_labels)
     del still, node
-    pixels = np.flatnonzero(_of_nodes(flat, on_boundary)).astype(index_type)  # the m that move
-    m = len(pixels)
+    pixels = np.flatnonzero(_of_nodes(flat, on_boundary)).astype(index_type)  # those that move
     node = flat[pixels].astype(key_type)
     colour = colours[pixels]
     label = label_of_node[node]
     row = (np.cumsum(on_boundary, dtype=np.int32) - 1)[node]  # each moving pixel's neighbourhood
-    in_band = np.zeros(m, bool)  # pixels on the blurred edge, left out of the means
+    in_band = np.zeros(len(pixels), bool)  # pixels on the blurred edge, left out of the means
     if denoise:
         mean, count = _local_means(near, node * n_labels + label, colour, in_band, n_labels, fixed)
         level = denoising_levels(image.noise, _smallest_steps(mean, count), image.spacing).astype(np.int8)
