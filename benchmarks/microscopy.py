@@ -4,7 +4,8 @@ Each kind draws fields of cells or nuclei (smooth ellipses with some internal te
 a Gaussian point-spread function) and changes one thing a real acquisition changes: uneven
 illumination, a wide range of brightness between objects, bright-field polarity, low signal to
 noise, a 16-bit camera using a few hundred grey levels, a sparse or a dense field, objects of a
-few pixels, a 3D volume. Every method segments each image with its defaults and is scored by
+few pixels, a 3D volume, phase contrast (the optical path of dome-shaped cells minus its local
+average: dark rims, centres near the background's grey, a faint bright halo). Every method segments each image with its defaults and is scored by
 foreground IoU against the drawn objects. The kinds are not the public data sets the product is
 judged on; they separate the conditions those data sets mix, so a failure can be traced to one.
 
@@ -76,6 +77,13 @@ def draw(kind: str, rng: np.random.Generator, size: int = 256):
     image = background + signal + rng.normal(0, noise, shape)
     if kind == "bright-field":
         image = 1.0 - 0.6 * signal + rng.normal(0, noise, shape)  # dark objects on a bright field
+    if kind == "phase contrast":
+        # the optical path of dome-shaped cells, minus its average over about a cell: dark cells
+        # with a bright halo around them, on a mid-grey field
+        depth = ndimage.distance_transform_edt(labels > 0)
+        path = np.sqrt(np.clip(depth / radius[0], 0, 1)) * (1.0 + 0.15 * texture / texture.std())
+        path = ndimage.gaussian_filter(path, 1.0)
+        image = 0.5 - 0.4 * (path - ndimage.gaussian_filter(path, radius[0] / 2)) + rng.normal(0, noise, shape)
     if kind == "16-bit with few grey levels":
         image = np.round(100 + 300 * image).clip(0, 65535).astype(np.uint16)
     else:
@@ -95,6 +103,7 @@ KINDS = (
     "small objects",
     "large cells",
     "3d volume",
+    "phase contrast",
 )
 
 

@@ -607,7 +607,7 @@ def foreground_contrast(image: PreparedImage, foreground: np.ndarray) -> float:
     (:func:`~napari_deepcut.refine.object_edges`) it was 0.9-1.3 on the 9 split and 0.0-0.8 on
     the graded ones. It was at least 4.7 on the
     first 100 horse photos, 92 on nuclei-dev and 30 on the synthetic microscopy kinds (low
-    signal to noise). Infinite on an image without measurable noise, or with a side empty."""
+    signal to noise; 12.3 on phase contrast). Infinite on an image without measurable noise, or with a side empty."""
     if image.noise == 0 or foreground.all() or not foreground.any():
         return float("inf")
     widths = smoothing_widths(CONTRAST_WIDTH, image.spacing)
