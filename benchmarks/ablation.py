@@ -32,6 +32,7 @@ VARIANTS = [
     ("- faint objects (scenes of many objects: objects whose summed excess over their surroundings is under 10 times its noise dropped)", {"object_significance": 0}),
     ("- dim objects (scenes of many objects: background pieces rising above their surroundings by half the dimmest object's step)", {"dim_objects": False}),
     ("- object edges (scenes of many objects: each edge half way up its object's own step)", {"object_edges": False}),
+    ("- object holes (scenes of many objects: holes no larger than their object filled)", {"object_holes": False}),
     ("- background levelling (grey / multichannel scenes of many objects under uneven light)", {"level_background": False}),
     ("- denoising before edge refinement (noisy images only)", {"refine_denoise": False}),
     ("- finer superpixels for small objects (scenes of many objects under two superpixels each)", {"adapt_superpixels": False}),

@@ -695,6 +695,42 @@ def test_faint_objects_drops_the_specks_of_noise_and_keeps_dim_objects():
     assert not faint_objects(np.zeros_like(objects), prepared, 10.0).any()
 
 
+def test_object_holes_fill_holes_no_larger_than_their_object():
+    """A ring around a smaller hole is filled; a thin ring around a stretch of background larger
+    than itself keeps it; in 3D an enclosed cavity is filled too."""
+    from napari_deepcut.refine import object_holes
+
+    yy, xx = np.mgrid[:120, :120]
+    ring = lambda cy, cx, outer, inner: ((yy - cy) ** 2 + (xx - cx) ** 2 < outer**2) & (  # noqa: E731
+        (yy - cy) ** 2 + (xx - cx) ** 2 >= inner**2
+    )
+    cell, wide = ring(30, 30, 12, 6), ring(75, 75, 40, 36)
+    # the cell's hole is filled; the stretch the wide ring encloses stays out
+    assert np.array_equal(object_holes(cell | wide), ndimage.binary_fill_holes(cell) | wide)
+    shell = ndimage.binary_dilation(np.pad(np.ones((4, 4, 4), bool), 3), iterations=2) & ~np.pad(np.ones((4, 4, 4), bool), 3)
+    assert object_holes(shell).sum() == ndimage.binary_fill_holes(shell).sum() > shell.sum()
+    assert not object_holes(np.zeros((8, 8), bool)).any()
+
+
+def test_cells_with_the_background_grey_inside_are_found_whole():
+    """A field of cells with dark rims around centres at the background's grey (as phase
+    contrast shows them): the clustering finds the rims, and the cells come out whole."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:160, :160]
+    cells = np.zeros((160, 160), bool)
+    rims = np.zeros((160, 160), bool)
+    for cy in (25, 80, 135):
+        for cx in (25, 80, 135):
+            r2 = (yy - cy) ** 2 + (xx - cx) ** 2
+            cells |= r2 < 14**2
+            rims |= (r2 < 14**2) & (r2 >= 9**2)
+    image = 0.5 - 0.3 * ndimage.gaussian_filter(rims.astype(float), 1.0) + rng.normal(0, 0.02, rims.shape)
+    with_holes = segment(image.astype(np.float32), object_holes=False, **FAST).foreground.astype(bool)
+    whole = segment(image.astype(np.float32), **FAST).foreground.astype(bool)
+    assert iou(with_holes, cells) < 0.8
+    assert iou(whole, cells) > 0.9
+
+
 def test_object_rims_are_one_exact_transform_shared_while_the_mask_stays():
     """The rims of a few objects in a volume of anisotropic voxels: within reach of the objects,
     the distances and owners of the transform run on the mask's grown bounding box, whole or in

@@ -75,6 +75,7 @@ FOREGROUND_ONLY = (
     "object_significance",
     "dim_objects",
     "object_edges",
+    "object_holes",
     "min_piece",
     "keep_largest",
     "fill_holes",

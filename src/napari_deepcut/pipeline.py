@@ -26,7 +26,7 @@ from .image import (
     smoothing_widths,
     trend_steps,
 )
-from .refine import ObjectRims, dim_objects, faint_objects, object_edges, refine_labels
+from .refine import ObjectRims, dim_objects, faint_objects, object_edges, object_holes, refine_labels
 from .settings import Settings, fields, from_kwargs
 
 ProgressCallback = Callable[[Progress], None]
@@ -766,8 +766,10 @@ def foreground_stage(
     (:func:`~napari_deepcut.refine.faint_objects`); then, with ``dim_objects``, pieces of the
     background that rise above their own surroundings by half the step of the dimmest object
     found are added
-    (:func:`~napari_deepcut.refine.dim_objects`), and with ``object_edges`` each object is
-    re-edged half way up its own step (:func:`~napari_deepcut.refine.object_edges`).
+    (:func:`~napari_deepcut.refine.dim_objects`), with ``object_edges`` each object is
+    re-edged half way up its own step (:func:`~napari_deepcut.refine.object_edges`), and with
+    ``object_holes`` its holes are filled when they are no larger than it
+    (:func:`~napari_deepcut.refine.object_holes`).
 
     When the clustering finds a single region the foreground is empty, with a warning (an empty
     field, whose noise the floor of the affinity scale keeps together:
@@ -807,7 +809,7 @@ def foreground_stage(
         ("re-edging objects", settings.object_edges, lambda m, r: object_edges(m, image, r)),
     ]
     all_faint = False
-    if many and any(on for _, on, _ in steps):
+    if many and (settings.object_holes or any(on for _, on, _ in steps)):
         mask = result.labels.astype(bool)
         rims = None  # one distance transform, shared while the steps leave the mask as it was
         for name, on, step in steps:
@@ -818,6 +820,9 @@ def foreground_stage(
                     rims = ObjectRims.of(mask, image.spacing)
                 mask = step(mask, rims)
         del rims
+        if settings.object_holes:
+            _begin_step("filling objects' holes", "foreground", progress, cancel)
+            mask = object_holes(mask)
         all_faint = significance > 0 and not mask.any()
         result.labels = clean_foreground(mask, settings.keep_largest, settings.fill_holes).astype(np.uint8)
     result.background_unevenness = unevenness

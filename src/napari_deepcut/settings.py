@@ -286,6 +286,12 @@ class Settings:
         "surroundings (a blurred nucleus ends where it has risen half way from the background "
         "around it, whether it is dim or bright).",
     )
+    object_holes: bool = _setting(
+        True,
+        "Scenes of many objects: each object's holes are filled when together they are no "
+        "larger than the object (a cell whose centre has the background's grey, as in phase "
+        "contrast).",
+    )
     min_piece: float = _setting(
         0.1,
         "In an RGB photo read as one object, connected pieces of the foreground smaller than "
