@@ -710,6 +710,12 @@ def test_object_holes_fill_holes_no_larger_than_their_object():
     shell = ndimage.binary_dilation(np.pad(np.ones((4, 4, 4), bool), 3), iterations=2) & ~np.pad(np.ones((4, 4, 4), bool), 3)
     assert object_holes(shell).sum() == ndimage.binary_fill_holes(shell).sum() > shell.sum()
     assert not object_holes(np.zeros((8, 8), bool)).any()
+    assert object_holes(np.ones((8, 8), bool)).all()
+    noisy = np.random.default_rng(0).random((40, 50, 60)) < 0.6  # many small holes, touching pieces
+    filled = ndimage.binary_fill_holes(noisy)
+    pieces, _ = ndimage.label(filled)
+    small = np.bincount(pieces[filled & ~noisy], minlength=pieces.max() + 1) <= np.bincount(pieces[noisy], minlength=pieces.max() + 1)
+    assert np.array_equal(object_holes(noisy), np.where(small[pieces], filled, noisy))
 
 
 def test_cells_with_the_background_grey_inside_are_found_whole():
