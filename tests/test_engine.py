@@ -698,7 +698,7 @@ def test_faint_objects_drops_the_specks_of_noise_and_keeps_dim_objects():
 def test_object_holes_fill_holes_no_larger_than_their_object():
     """A ring around a smaller hole is filled; a thin ring around a stretch of background larger
     than itself keeps it; in 3D an enclosed cavity is filled too."""
-    from napari_deepcut.refine import object_holes
+    from napari_deepcut.refine import holes_filled, object_holes
 
     yy, xx = np.mgrid[:120, :120]
     ring = lambda cy, cx, outer, inner: ((yy - cy) ** 2 + (xx - cx) ** 2 < outer**2) & (  # noqa: E731
@@ -711,6 +711,8 @@ def test_object_holes_fill_holes_no_larger_than_their_object():
     assert object_holes(shell).sum() == ndimage.binary_fill_holes(shell).sum() > shell.sum()
     assert not object_holes(np.zeros((8, 8), bool)).any()
     assert object_holes(np.ones((8, 8), bool)).all()
+    for mask in (shell, np.random.default_rng(1).random((60, 70)) < 0.5):
+        assert np.array_equal(holes_filled(mask), ndimage.binary_fill_holes(mask))
     noisy = np.random.default_rng(0).random((40, 50, 60)) < 0.6  # many small holes, touching pieces
     filled = ndimage.binary_fill_holes(noisy)
     pieces, _ = ndimage.label(filled)

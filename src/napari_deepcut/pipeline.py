@@ -26,7 +26,7 @@ from .image import (
     smoothing_widths,
     trend_steps,
 )
-from .refine import ObjectRims, dim_objects, faint_objects, object_edges, object_holes, refine_labels
+from .refine import ObjectRims, dim_objects, faint_objects, holes_filled, object_edges, object_holes, refine_labels
 from .settings import Settings, fields, from_kwargs
 
 ProgressCallback = Callable[[Progress], None]
@@ -694,7 +694,7 @@ def clean_foreground(mask: np.ndarray, keep_largest: bool, fill_holes: bool) -> 
             sizes[0] = 0
             mask = components == sizes.argmax()
     if fill_holes:
-        mask = ndimage.binary_fill_holes(mask)
+        mask = holes_filled(mask)
     return mask
 
 

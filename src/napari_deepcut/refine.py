@@ -556,6 +556,18 @@ def dim_objects(mask: np.ndarray, image: PreparedImage, rims: ObjectRims | None 
     return mask | added[pieces]
 
 
+def holes_filled(mask: np.ndarray) -> np.ndarray:
+    """``ndimage.binary_fill_holes(mask)``, the same pixels, by one labelling of the background
+    (the pieces that do not reach the image's border are holes) instead of a dilation run to
+    convergence: 0.8 s against 3.0 s on a 48 x 1024 x 1024 volume of 1,500 nuclei."""
+    background, count = ndimage.label(~np.asarray(mask, bool))
+    outside = np.zeros(count + 1, bool)
+    for axis in range(background.ndim):
+        for end in (0, -1):
+            outside[np.take(background, end, axis=axis)] = True
+    return mask | ~outside[background]
+
+
 def object_holes(mask: np.ndarray) -> np.ndarray:
     r"""A scene of many objects with each object's holes filled, when together they are no
     larger than the object.
@@ -576,15 +588,7 @@ def object_holes(mask: np.ndarray) -> np.ndarray:
     ndarray of bool
     """
     mask = np.asarray(mask, bool)
-    # binary_fill_holes' pixels, by one labelling of the background instead of a dilation run to
-    # convergence (0.8 s against 3.0 s on a 48 x 1024 x 1024 volume of 1,500 nuclei)
-    background, count = ndimage.label(~mask)
-    outside = np.zeros(count + 1, bool)  # background pieces that reach the image's border
-    for axis in range(mask.ndim):
-        for end in (0, -1):
-            outside[np.take(background, end, axis=axis)] = True
-    filled = mask | ~outside[background]
-    del background
+    filled = holes_filled(mask)
     pieces, count = ndimage.label(filled)
     own = np.bincount(pieces[mask], minlength=count + 1)
     holes = np.bincount(pieces[filled & ~mask], minlength=count + 1)
