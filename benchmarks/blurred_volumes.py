@@ -12,14 +12,13 @@ wide against the objects, their edges are a large share of every neighbourhood.
 from __future__ import annotations
 
 import argparse
-import json
 
 import numpy as np
 from scipy import ndimage
 
 from microscopy import _objects
-from napari_deepcut.evaluate import METHODS, iou
 from napari_deepcut.settings import Settings
+from tables import MethodTable, add_settings_argument, parse_settings
 
 #: (object radius range in voxels, point-spread widths per axis)
 KINDS = (
@@ -47,22 +46,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--volumes", type=int, default=3, help="volumes per kind")
     parser.add_argument("--methods", default="deepcut,ncut,otsu", help="comma-separated keys of evaluate.METHODS")
-    parser.add_argument("settings", nargs="*", metavar="KEY=VALUE", help="settings for every method")
+    add_settings_argument(parser)
     args = parser.parse_args()
-    settings = Settings().replace(**{k: json.loads(v) for k, v in (s.split("=", 1) for s in args.settings)})
-    methods = args.methods.split(",")
-    print("| object radius | blur (z, y, x) | " + " | ".join(methods) + " |")
-    print("|---|---|" + "---:|" * len(methods))
-    totals = {m: [] for m in methods}
+    settings = Settings().replace(**parse_settings(args.settings))
+    table = MethodTable(["object radius", "blur (z, y, x)"], args.methods.split(","), settings)
     for index, (radius, blur) in enumerate(KINDS):
         volumes = [draw(radius, blur, np.random.default_rng([0, index, i])) for i in range(args.volumes)]
-        row = []
-        for method in methods:
-            scores = [iou(METHODS[method](image, settings)[0], mask) for image, mask in volumes]
-            totals[method] += scores
-            row.append(f"{np.mean(scores):.3f}")
-        print(f"| {radius[0]}-{radius[1]} | {', '.join(map(str, blur))} | " + " | ".join(row) + " |", flush=True)
-    print("| **all** | | " + " | ".join(f"**{np.mean(totals[m]):.3f}**" for m in methods) + " |")
+        table.row([f"{radius[0]}-{radius[1]}", ", ".join(map(str, blur))], volumes)
+    table.total()
 
 
 if __name__ == "__main__":

@@ -17,14 +17,12 @@ judged on; they separate the conditions those data sets mix, so a failure can be
 from __future__ import annotations
 
 import argparse
-import json
-import time
 
 import numpy as np
 from scipy import ndimage
 
-from napari_deepcut.evaluate import METHODS, iou
 from napari_deepcut.settings import Settings
+from tables import MethodTable, add_settings_argument, parse_settings
 
 
 def _objects(rng, shape, count, radius, min_gap=2.0):
@@ -115,27 +113,13 @@ def main() -> None:
                         "the same number of objects, so a larger field is a sparser one")
     parser.add_argument("--methods", default="deepcut,ncut,otsu", help="comma-separated keys of evaluate.METHODS")
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated kinds")
-    parser.add_argument("settings", nargs="*", metavar="KEY=VALUE", help="settings for every method")
+    add_settings_argument(parser)
     args = parser.parse_args()
-    settings = Settings().replace(**{k: json.loads(v) for k, v in (s.split("=", 1) for s in args.settings)})
-    methods = args.methods.split(",")
-    print("| kind | " + " | ".join(methods) + " |")
-    print("|---|" + "---:|" * len(methods))
-    totals = {m: [] for m in methods}
-    seconds = {m: 0.0 for m in methods}
+    table = MethodTable(["kind"], args.methods.split(","), Settings().replace(**parse_settings(args.settings)))
     for kind in args.kinds.split(","):
         rng = np.random.default_rng([args.seed, KINDS.index(kind)])  # the same fields in any subset
-        fields = [draw(kind, rng, args.size) for _ in range(args.images)]
-        row = []
-        for method in methods:
-            start = time.perf_counter()
-            scores = [iou(METHODS[method](image, settings)[0], mask) for image, mask in fields]
-            seconds[method] += time.perf_counter() - start
-            totals[method] += scores
-            row.append(f"{np.mean(scores):.3f}")
-        print(f"| {kind} | " + " | ".join(row) + " |", flush=True)
-    print("| **all** | " + " | ".join(f"**{np.mean(totals[m]):.3f}**" for m in methods) + " |")
-    print("seconds: " + ", ".join(f"{m} {seconds[m]:.0f}" for m in methods))
+        table.row([kind], [draw(kind, rng, args.size) for _ in range(args.images)])
+    table.total()
 
 
 if __name__ == "__main__":

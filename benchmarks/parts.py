@@ -14,7 +14,6 @@ unmatched scores 0, so finding too few parts costs.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import numpy as np
@@ -22,6 +21,7 @@ from scipy.optimize import linear_sum_assignment
 from skimage.filters import gaussian
 
 from napari_deepcut import segment_parts
+from tables import add_settings_argument, parse_settings
 
 
 def synthetic_object(rng: np.random.Generator, size: int = 160):
@@ -77,12 +77,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--nodes", default="superpixels,pixels", help="node kinds, comma-separated")
     parser.add_argument("--modes", default="true k,auto", help="'true k' and/or 'auto', comma-separated")
-    parser.add_argument("settings", nargs="*", metavar="KEY=VALUE", help="settings for segment_parts")
+    add_settings_argument(parser, "settings for segment_parts")
     args = parser.parse_args()
-    settings = {}
-    for item in args.settings:
-        key, value = item.split("=", 1)
-        settings[key] = json.loads(value)
+    settings = parse_settings(args.settings)
     rng = np.random.default_rng(args.seed)
     cases = [synthetic_object(rng) for _ in range(args.images)]
     print(f"`python benchmarks/parts.py --images {args.images} {' '.join(args.settings)}`\n".replace(" `", "`"))

@@ -25,13 +25,13 @@ minus the RSS when the case started: what the case itself needed, torch's buffer
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import threading
 import time
 
 import numpy as np
+from tables import parse_settings
 
 
 def rss_bytes() -> int:
@@ -113,7 +113,7 @@ def main() -> None:
         help="also run the defaults with these settings (JSON values)",
     )
     args = parser.parse_args()
-    changed = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.compare)}
+    changed = parse_settings(args.compare)
     if changed:
         shown = ", ".join(f"{k}={v!r}" for k, v in changed.items())
         PRESETS[f"napari-deepcut segment(parts=4, {shown}), superpixels"] = f"defaults, {shown}"

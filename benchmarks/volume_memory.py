@@ -12,13 +12,13 @@ every 5 ms, as ``speed.py``); the volume itself is made before.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import numpy as np
 from scipy import ndimage
 
 from speed import PeakMemory
+from tables import add_settings_argument, parse_settings
 
 
 def blobs(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
@@ -31,9 +31,9 @@ def blobs(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", type=int, nargs=3, default=(64, 1024, 1024))
-    parser.add_argument("settings", nargs="*", metavar="KEY=VALUE", help="settings of segment, as JSON values")
+    add_settings_argument(parser, "settings of segment")
     args = parser.parse_args()
-    settings = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.settings)}
+    settings = parse_settings(args.settings)
 
     import torch
 

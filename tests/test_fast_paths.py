@@ -44,6 +44,33 @@ def test_block_mean_averages_partial_blocks_too():
             assert np.allclose(small[i, j], block.reshape(-1, 2).mean(0), atol=1e-6)
 
 
+def test_superpixels_on_the_cached_lab_match_slic_converting_itself():
+    """SLIC on ``image.colour`` (Lab / 100, computed once per image) gives what SLIC's own Lab
+    conversion gives for an RGB image spanning 0-1."""
+    from skimage import data
+    from skimage.segmentation import slic
+
+    prepared = prepare_image(data.astronaut())
+    assert prepared.data.min() == 0.0 and prepared.data.max() == 1.0
+    ours = graph.superpixel_labels(prepared, 1000, compactness=10.0, iterations=4)
+    theirs = slic(prepared.data, n_segments=1000, compactness=10.0, sigma=1.0, max_num_iter=4,
+                  convert2lab=True, enforce_connectivity=True, start_label=0, channel_axis=-1)
+    assert np.array_equal(ours, graph._consecutive(theirs.astype(np.int64)))
+
+
+def test_slic_compactness_is_read_in_the_colour_units():
+    """SLIC stretches its input to [0, 1]: ``_slic`` undoes that, so scaling the colour and the
+    compactness together, or shifting the colour, leaves the superpixels unchanged; a crop of low
+    contrast is not stretched to full contrast."""
+    colour = np.random.default_rng(0).random((96, 96, 1)).astype(np.float32)
+    colour[:, 48:] += 0.5
+    options = dict(compactness=0.1, sigma=1.0, max_num_iter=4, spacing=np.ones(2), convert2lab=False,
+                   enforce_connectivity=True, start_label=0, channel_axis=-1)
+    base = graph._slic(colour, 50, options, (1, 1))
+    assert np.array_equal(graph._slic(colour * 4 + 2, 50, options | {"compactness": 0.4}, (1, 1)), base)
+    assert not np.array_equal(graph._slic(colour * 4, 50, options, (1, 1)), base)
+
+
 def _large_disk(shape=(480, 480)):
     rng = np.random.default_rng(0)
     yy, xx = np.indices(shape)

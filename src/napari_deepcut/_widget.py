@@ -675,6 +675,22 @@ class _RunWidget(QWidget):
                 self.progress_bar.value = int(round(1000 * min(max(fraction, 0.0), 1.0)))
             self.status.value = text
 
+    def _frames_job(
+        self, layer, axes: ImageAxes, settings, stage: str, dtype, stage_of_frame: Callable, extra=None
+    ) -> Callable[[], Outcome]:
+        """The job of one stage over the layer's frames (:func:`segment_frames`), its labels of
+        ``dtype`` with the result's metadata (and ``extra``). The layer's data is read here, on the
+        GUI thread; the job runs on a worker."""
+        data = layer_image_data(layer)
+        relay, cancelled = self._relay, self._cancelled
+        self._job_context = (layer, axes)
+
+        def job() -> Outcome:
+            labels, frames = segment_frames(data, layer, axes, dtype, stage_of_frame, relay, cancelled)
+            return Outcome(labels, _result_metadata(settings, layer.name, stage, frames, axes) | (extra or {}))
+
+        return job
+
     def _done_text(self, what: str) -> str:
         return f"{what} in {time.monotonic() - self._started_at:.1f} s"
 
@@ -693,19 +709,12 @@ class ForegroundWidget(_RunWidget):
         if layer is None:
             raise ValueError("Open or choose an image layer to segment first")
         axes = self.axes_of(layer)
-        settings = self.form.settings()
-        data = layer_image_data(layer)
-        relay, cancelled = self._relay, self._cancelled
-        self._job_context = (layer, axes)
+        settings, cancelled = self.form.settings(), self._cancelled
 
-        def job() -> Outcome:
-            def stage_of_frame(prepared, t, progress):
-                return foreground_stage(prepared, settings, progress, cancelled)
+        def stage_of_frame(prepared, t, progress):
+            return foreground_stage(prepared, settings, progress, cancelled)
 
-            labels, frames = segment_frames(data, layer, axes, np.uint8, stage_of_frame, relay, cancelled)
-            return Outcome(labels, _result_metadata(settings, layer.name, "foreground", frames, axes))
-
-        return job
+        return self._frames_job(layer, axes, settings, "foreground", np.uint8, stage_of_frame)
 
     def _finish(self, outcome: Outcome) -> None:
         layer, axes = self._job_context
@@ -794,24 +803,16 @@ class PartsWidget(_RunWidget):
         if not mask.any():
             raise ValueError(f"the foreground layer '{mask_layer.name}' is empty: paint or compute a foreground first")
         parts = "auto" if self.auto_parts.value else int(self.parts_count.value)
-        settings = self.form.settings()
-        data = layer_image_data(layer)
-        relay, cancelled = self._relay, self._cancelled
-        self._job_context = (layer, axes)
+        settings, cancelled = self.form.settings(), self._cancelled
 
-        def job() -> Outcome:
-            def stage_of_frame(prepared, t, progress):
-                frame_mask = mask[t] if axes.time_axis is not None else mask
-                if not frame_mask.any():
-                    return None  # nothing to split in this frame
-                return parts_stage(prepared, frame_mask, parts, settings, progress, cancelled)
+        def stage_of_frame(prepared, t, progress):
+            frame_mask = mask[t] if axes.time_axis is not None else mask
+            if not frame_mask.any():
+                return None  # nothing to split in this frame
+            return parts_stage(prepared, frame_mask, parts, settings, progress, cancelled)
 
-            labels, frames = segment_frames(data, layer, axes, np.uint16, stage_of_frame, relay, cancelled)
-            metadata = _result_metadata(settings, layer.name, "parts", frames, axes)
-            metadata.update(requested_parts=parts, foreground_layer=mask_layer.name)
-            return Outcome(labels, metadata)
-
-        return job
+        extra = {"requested_parts": parts, "foreground_layer": mask_layer.name}
+        return self._frames_job(layer, axes, settings, "parts", np.uint16, stage_of_frame, extra)
 
     def _finish(self, outcome: Outcome) -> None:
         layer, axes = self._job_context

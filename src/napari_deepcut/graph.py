@@ -146,17 +146,24 @@ def _block_mean(data: np.ndarray, factors: tuple[int, ...]) -> np.ndarray:
     return data
 
 
-def _slic(data: np.ndarray, n_segments: int, options: dict, factors: tuple[int, ...]) -> np.ndarray:
-    """SLIC on ``data`` block-averaged by ``factors``; labels 0..n-1 (int64), repeated back to full
-    resolution."""
+def _slic(colour: np.ndarray, n_segments: int, options: dict, factors: tuple[int, ...]) -> np.ndarray:
+    """SLIC on ``colour`` block-averaged by ``factors``; labels 0..n-1 (int64), repeated back to full
+    resolution. ``options["compactness"]`` is read on the scale of ``colour``."""
+    shape = colour.shape[:-1]
+    if max(factors) > 1:
+        spacing = np.asarray(options["spacing"]) * factors
+        # the same Gaussian width in physical units: slic divides a scalar sigma by the spacing
+        options = options | {"sigma": options["sigma"] * min(options["spacing"]) / spacing.min()}
+        options["spacing"] = spacing / spacing.min()
+        colour = _block_mean(colour, factors)
+    # slic first stretches its input to [0, 1]; dividing the compactness by the same range keeps
+    # the colour distance in the input's units, m = compactness: d = sqrt(d_c^2 + (d_s / S)^2 m^2)
+    span = float(colour.max() - colour.min()) or 1.0
+    options = options | {"compactness": options["compactness"] / span}
+    labels = _consecutive(slic(colour, n_segments=n_segments, **options).astype(np.int64))
     if max(factors) == 1:
-        return _consecutive(slic(data, n_segments=n_segments, **options).astype(np.int64))
-    spacing = np.asarray(options["spacing"]) * factors
-    # the same Gaussian width in physical units: slic divides a scalar sigma by the spacing
-    options = options | {"sigma": options["sigma"] * min(options["spacing"]) / spacing.min()}
-    options["spacing"] = spacing / spacing.min()
-    small = _consecutive(slic(_block_mean(data, factors), n_segments=n_segments, **options).astype(np.int64))
-    return small[np.ix_(*[np.arange(s) // f for s, f in zip(data.shape[:-1], factors)])]
+        return labels
+    return labels[np.ix_(*[np.arange(s) // f for s, f in zip(shape, factors)])]
 
 
 def superpixel_labels(
@@ -171,9 +178,10 @@ def superpixel_labels(
     """SLIC superpixels (Achanta et al. 2012) as a node label image, after ``iterations`` rounds
     of SLIC's local k-means.
 
-    Colour distance is measured in CIE Lab for RGB images and on intensities otherwise, with
-    ``compactness`` read on the scale of Lab's L (intensities 0-1 count as 0-100), so one value
-    suits both.
+    Colour distance is measured on ``image.colour``, the one the node features use: CIE Lab / 100
+    for RGB images, the rescaled intensities (0-1) otherwise; ``compactness`` is read on the scale
+    of Lab's L (0-100), so intensities 0-1 count as 0-100 and one value suits both. Both stages
+    thus measure colour on one scale, and Lab is computed once per image.
 
     On large images SLIC runs on block means of the image (:func:`slic_factors`: blocks such that a
     superpixel still covers at least ``min_pixels`` pixels there; ``np.inf`` = always full
@@ -184,22 +192,20 @@ def superpixel_labels(
     -------
     ndarray of int64, the image's spatial shape: superpixel 0..n-1, -1 outside ``mask``.
     """
-    # SLIC rescales its input to [0, 1] first; RGB is then converted to Lab (L in [0, 100]), other
-    # channels stay in [0, 1], so their compactness is scaled by 1 / 100 to mean the same.
-    data = image.data
+    colour = image.colour
     options = dict(
-        compactness=compactness if image.rgb else compactness / 100.0,
+        compactness=compactness / 100.0,
         sigma=smoothing,
         max_num_iter=iterations,
         spacing=np.asarray(image.spacing) / min(image.spacing),
-        convert2lab=image.rgb,
+        convert2lab=False,
         enforce_connectivity=True,
         start_label=0,
         channel_axis=-1,
     )
     if mask is None:
         factors = slic_factors(image.spatial_shape, image.spacing, n_segments, min_pixels)
-        return _slic(data, n_segments, options, factors)
+        return _slic(colour, n_segments, options, factors)
     # SLIC on the mask's bounding box, cut to the mask: the segments follow the mask's edge
     # exactly, and this is several times faster than SLIC's own mask support (k-means seeding).
     box = ndimage.find_objects(mask.astype(np.uint8))[0]
@@ -207,7 +213,7 @@ def superpixel_labels(
     n_box = max(1, round(n_segments * in_box.size / max(int(in_box.sum()), 1)))
     factors = slic_factors(in_box.shape, image.spacing, n_box, min_pixels)
     labels = np.full(mask.shape, -1, np.int64)
-    labels[box] = np.where(in_box, _slic(data[box], n_box, options, factors), -1)
+    labels[box] = np.where(in_box, _slic(colour[box], n_box, options, factors), -1)
     return _consecutive(labels)
 
 
