@@ -1,8 +1,8 @@
 """The engine's fast paths give what the plain computation gives: SLIC at a reduced working
-resolution, the blocked network with its hand-written backward, the optimiser over one flat
+resolution and on the cached Lab, the blocked network with its hand-written backward, the optimiser over one flat
 buffer, the clusters' inner weight with its gradient from the forward's products, sort-based
 unique, threaded Gaussian filters, separable upsampling of block levels, the nearest of two
-labels in edge refinement."""
+labels in edge refinement, Lanczos for the leading eigenvectors."""
 
 from __future__ import annotations
 
@@ -12,8 +12,11 @@ import numpy as np
 import pytest
 import torch
 from scipy import ndimage
+from scipy.sparse.csgraph import connected_components
+from skimage import data
+from skimage.segmentation import slic
 
-from napari_deepcut import graph, refine
+from napari_deepcut import baselines, graph, refine
 from napari_deepcut.cluster import FlatAdamW
 from napari_deepcut.gnn import ClusterNet, _ClusterMLP
 from napari_deepcut.image import _linear_upsampled, gaussian_in_threads, prepare_image
@@ -47,9 +50,6 @@ def test_block_mean_averages_partial_blocks_too():
 def test_superpixels_on_the_cached_lab_match_slic_converting_itself():
     """SLIC on ``image.colour`` (Lab / 100, computed once per image) gives what SLIC's own Lab
     conversion gives for an RGB image spanning 0-1."""
-    from skimage import data
-    from skimage.segmentation import slic
-
     prepared = prepare_image(data.astronaut())
     assert prepared.data.min() == 0.0 and prepared.data.max() == 1.0
     ours = graph.superpixel_labels(prepared, 1000, compactness=10.0, iterations=4)
@@ -299,3 +299,39 @@ def test_nearest_labels_follow_the_plain_rule(labels, channels):
     plain_nearest, plain_band = _nearest_labels_one_by_one(colour, mean, present, row, 0.125)
     assert np.array_equal(nearest, plain_nearest)
     assert np.array_equal(band, plain_band)
+
+
+# --- leading eigenvectors --------------------------------------------------------------------------
+
+
+def _eigenpairs(graph_, count, solver):
+    if solver == "dense":  # what the Lanczos path falls back to
+        original, baselines._lanczos = baselines._lanczos, lambda *args: None
+    try:
+        return baselines._leading_eigenpairs(graph_, count, 0.3, np.random.default_rng(0))
+    finally:
+        if solver == "dense":
+            baselines._lanczos = original
+
+
+def test_lanczos_gives_the_dense_solvers_eigenpairs_with_one_sign():
+    built = graph.build_graph(prepare_image(data.astronaut()[::2, ::2]), Settings(n_segments=300))
+    values, vectors = _eigenpairs(built, 7, "lanczos")
+    dense_values, dense_vectors = _eigenpairs(built, 7, "dense")
+    assert np.all(np.diff(values) <= 0) and np.isclose(values[0], 1.0)
+    assert np.allclose(values, dense_values, atol=1e-10)
+    assert np.allclose(vectors, dense_vectors, atol=1e-8)  # the same sign too
+    largest = vectors[np.abs(vectors).argmax(0), np.arange(7)]
+    assert (largest > 0).all()
+
+
+def test_a_graph_of_several_components_keeps_its_repeated_eigenvalue_one():
+    """Two separate squares, touching edges only: the eigenvalue 1 is double, which Lanczos finds
+    unreliably, so the dense solver answers."""
+    image = np.zeros((40, 60), np.uint8)
+    image[5:35, 5:25], image[5:35, 35:55] = 200, 90
+    mask = image > 0
+    built = graph.build_graph(prepare_image(image), Settings(n_segments=40), mask=mask, long_range=False)
+    assert connected_components(graph.affinity_matrix(built, 0.3) > 0, directed=False)[0] == 2
+    values, _ = _eigenpairs(built, 3, "lanczos")
+    assert np.allclose(values[:2], 1.0) and values[2] < 1.0 - 1e-6
