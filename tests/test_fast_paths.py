@@ -13,7 +13,7 @@ import pytest
 import torch
 from scipy import ndimage
 from scipy.sparse.csgraph import connected_components
-from skimage import data
+from skimage.data import astronaut
 from skimage.segmentation import slic
 
 from napari_deepcut import baselines, graph, refine
@@ -50,7 +50,7 @@ def test_block_mean_averages_partial_blocks_too():
 def test_superpixels_on_the_cached_lab_match_slic_converting_itself():
     """SLIC on ``image.colour`` (Lab / 100, computed once per image) gives what SLIC's own Lab
     conversion gives for an RGB image spanning 0-1."""
-    prepared = prepare_image(data.astronaut())
+    prepared = prepare_image(astronaut())
     assert prepared.data.min() == 0.0 and prepared.data.max() == 1.0
     ours = graph.superpixel_labels(prepared, 1000, compactness=10.0, iterations=4)
     theirs = slic(prepared.data, n_segments=1000, compactness=10.0, sigma=1.0, max_num_iter=4,
@@ -304,20 +304,15 @@ def test_nearest_labels_follow_the_plain_rule(labels, channels):
 # --- leading eigenvectors --------------------------------------------------------------------------
 
 
-def _eigenpairs(graph_, count, solver):
-    if solver == "dense":  # what the Lanczos path falls back to
-        original, baselines._lanczos = baselines._lanczos, lambda *args: None
-    try:
-        return baselines._leading_eigenpairs(graph_, count, 0.3, np.random.default_rng(0))
-    finally:
-        if solver == "dense":
-            baselines._lanczos = original
+def _eigenpairs(graph_, count):
+    return baselines._leading_eigenpairs(graph_, count, 0.3, np.random.default_rng(0))
 
 
-def test_lanczos_gives_the_dense_solvers_eigenpairs_with_one_sign():
-    built = graph.build_graph(prepare_image(data.astronaut()[::2, ::2]), Settings(n_segments=300))
-    values, vectors = _eigenpairs(built, 7, "lanczos")
-    dense_values, dense_vectors = _eigenpairs(built, 7, "dense")
+def test_lanczos_gives_the_dense_solvers_eigenpairs_with_one_sign(monkeypatch):
+    built = graph.build_graph(prepare_image(astronaut()[::2, ::2]), Settings(n_segments=300))
+    values, vectors = _eigenpairs(built, 7)
+    monkeypatch.setattr(baselines, "_lanczos", lambda *args: None)  # what it falls back to
+    dense_values, dense_vectors = _eigenpairs(built, 7)
     assert np.all(np.diff(values) <= 0) and np.isclose(values[0], 1.0)
     assert np.allclose(values, dense_values, atol=1e-10)
     assert np.allclose(vectors, dense_vectors, atol=1e-8)  # the same sign too
@@ -333,5 +328,5 @@ def test_a_graph_of_several_components_keeps_its_repeated_eigenvalue_one():
     mask = image > 0
     built = graph.build_graph(prepare_image(image), Settings(n_segments=40), mask=mask, long_range=False)
     assert connected_components(graph.affinity_matrix(built, 0.3) > 0, directed=False)[0] == 2
-    values, _ = _eigenpairs(built, 3, "lanczos")
+    values, _ = _eigenpairs(built, 3)
     assert np.allclose(values[:2], 1.0) and values[2] < 1.0 - 1e-6
