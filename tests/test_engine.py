@@ -852,6 +852,28 @@ def test_many_objects_are_read_as_such_on_an_even_background_only():
         assert even_background(graph, inside) == even
 
 
+def test_touching_objects_are_many_objects_on_a_quiet_background_only():
+    """Eight discs, five of them touching in a row (one piece of 0.63 of the area, the three others
+    apart): a field of objects on a flat background, whose spread is far under the step. On a
+    background of two halves, even (spread under a quarter of the squared step) but not quiet,
+    the row of discs is one object among specks. (An object and a band, two pieces, are one object
+    on any background: test_a_band_across_the_image_is_not_part_of_one_object.)"""
+    from napari_deepcut.pipeline import QUIET_BACKGROUND, background_spread, even_background, many_objects
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:96, :96]
+    discs = np.zeros((96, 96), bool)
+    for cy, cx in [(20, 14), (20, 28), (20, 42), (20, 56), (20, 70), (70, 20), (70, 70), (45, 45)]:
+        discs |= (yy - cy) ** 2 + (xx - cx) ** 2 < 8**2
+    for background, quiet in ((np.full((96, 96), 0.1), True), (np.where(xx < 48, 0.05, 0.55), False)):
+        image = np.where(discs, 0.95, background) + rng.normal(0, 0.02, discs.shape)
+        graph = build_graph(prepare_image(image.astype(np.float32)), Settings(n_segments=300))
+        inside = np.bincount(graph.node_labels.ravel(), discs.ravel()) / graph.sizes > 0.5
+        assert even_background(graph, inside)
+        assert (background_spread(graph, inside) < QUIET_BACKGROUND) == quiet
+        assert many_objects(graph, inside) == quiet
+
+
 def test_many_objects_are_judged_piece_by_piece():
     """Nuclei (discs, some cut by the border) with bright rims around the inner ones, clustered in
     three: the nuclei cluster touches the border as much as the background does, so the cluster

@@ -344,10 +344,6 @@ def _begin_step(step: str, stage: str, progress: ProgressCallback | None, cancel
         progress(Progress(stage, 0, 0, float("nan"), step))
 
 
-MANY_OBJECTS = 0.5
-"""A foreground is many objects when no connected piece of it holds this share of its area."""
-
-
 def _pieces(graph: Graph, labels: np.ndarray) -> np.ndarray:
     """Connected piece of every node: the components of the touching edges within a label."""
     edges = graph.edges[labels[graph.edges[:, 0]] == labels[graph.edges[:, 1]]]
@@ -373,15 +369,6 @@ def piece_connectivity(graph: Graph, labels: np.ndarray, n_clusters: int) -> np.
     cluster[piece] = labels
     total = np.bincount(cluster, area, n_clusters)
     return np.bincount(cluster, area * score, n_clusters) / np.maximum(total, 1.0)
-
-
-def many_objects(graph: Graph, inside: np.ndarray) -> bool:
-    """Whether a set of nodes is many objects: none of its connected pieces holds
-    :data:`MANY_OBJECTS` of its area."""
-    if not inside.any():
-        return False
-    piece_area = np.bincount(_pieces(graph, inside.astype(np.int64))[inside], graph.sizes[inside])
-    return bool(piece_area.max() < MANY_OBJECTS * piece_area.sum())
 
 
 def foreground_clusters(graph: Graph, labels: np.ndarray, n_clusters: int) -> np.ndarray:
@@ -417,23 +404,61 @@ EVEN_BACKGROUND = 0.25
 the two sides' mean colours (:func:`even_background`)."""
 
 
-def even_background(graph: Graph, inside: np.ndarray) -> bool:
-    r"""Whether the nodes outside ``inside`` are one even background next to the step between the
-    sides: with :math:`m_F, m_B` the area-weighted mean features of the two sides,
+def background_spread(graph: Graph, inside: np.ndarray) -> float:
+    r"""The background's colour spread against the step between the sides: with :math:`m_F, m_B`
+    the area-weighted mean features of the foreground (``inside``) and background nodes,
 
-    .. math:: \frac{\sum_{i \notin F} a_i |c_i - m_B|^2}{\sum_{i \notin F} a_i}
-              < 0.25 \, |m_F - m_B|^2 ,
+    .. math:: \frac{\sum_{i \notin F} a_i |c_i - m_B|^2}{\sum_{i \notin F} a_i \, |m_F - m_B|^2} ;
 
-    (:data:`EVEN_BACKGROUND`: the background's standard deviation under half the step). A field
-    of nuclei or cells lies on an even background; a photo's background is grass, trees and sky.
-    On the development sets (engine at 076736e) the ratio is at most 0.05 on the 87 nuclei-dev
-    fields read as many objects, and 0.75-13 on the three horse photos read so (a dark horse in
-    pieces with fence and shadows)."""
+    0 with a side empty."""
     if inside.all() or not inside.any():
-        return True
+        return 0.0
     features, centre_f, centre_b = _side_means(graph, inside)
     spread = np.average(((features[~inside] - centre_b) ** 2).sum(1), weights=graph.sizes[~inside])
-    return bool(spread < EVEN_BACKGROUND * ((centre_f - centre_b) ** 2).sum())
+    return float(spread / max(((centre_f - centre_b) ** 2).sum(), np.finfo(np.float64).tiny))
+
+
+def even_background(graph: Graph, inside: np.ndarray) -> bool:
+    """Whether the nodes outside ``inside`` are one even background next to the step between the
+    sides: their :func:`background_spread` is under :data:`EVEN_BACKGROUND` (the background's
+    standard deviation under half the step). A field of nuclei or cells lies on an even
+    background; a photo's background is grass, trees and sky. On the development sets (engine at
+    076736e) the ratio is at most 0.05 on the 87 nuclei-dev fields read as many objects, and
+    0.75-13 on the three horse photos read so (a dark horse in pieces with fence and shadows)."""
+    return background_spread(graph, inside) < EVEN_BACKGROUND
+
+
+MANY_OBJECTS = 0.5
+"""A foreground is many objects when no connected piece of it holds this share of its area."""
+CROWDED_OBJECTS = 0.8
+"""On a quiet background (:data:`QUIET_BACKGROUND`), a foreground is many objects when no
+connected piece of it holds this share of its area: a field where some objects touch."""
+QUIET_BACKGROUND = 0.05
+"""A background is quiet when its :func:`background_spread` is under this (its standard deviation
+under 0.22 of the step). At 33f5da2, of the foregrounds first chosen whose largest piece holds
+0.5-0.8 of the area, the nuclei-dev fields' backgrounds spread 0.000-0.024 (one field, 0.56),
+the horse photos' (first 160) 0.08-12.5."""
+
+
+def many_objects(graph: Graph, inside: np.ndarray, touching: bool = True) -> bool:
+    """Whether a set of nodes is many objects: none of its connected pieces holds
+    :data:`MANY_OBJECTS` of its area; or, with ``touching``, on a quiet background
+    (:data:`QUIET_BACKGROUND`), none holds :data:`CROWDED_OBJECTS` of it and the pieces besides
+    the largest are many objects. Nuclei that touch join into one piece, through the dim nodes
+    between them; in a field of nuclei such a piece can hold over half the foreground."""
+    if inside.all() or not inside.any():
+        return False
+    piece_area = np.sort(np.bincount(_pieces(graph, inside.astype(np.int64))[inside], graph.sizes[inside]))
+    if piece_area[-1] < MANY_OBJECTS * piece_area.sum():
+        return True
+    others = piece_area[:-1]
+    return bool(
+        touching
+        and piece_area[-1] < CROWDED_OBJECTS * piece_area.sum()
+        and others.size > 0
+        and others[-1] < MANY_OBJECTS * others.sum()
+        and background_spread(graph, inside) < QUIET_BACKGROUND
+    )
 
 
 DARK_FIELD = 0.15
@@ -744,11 +769,12 @@ def foreground_stage(
     turns out uneven is segmented a second time with that background subtracted
     (:func:`~napari_deepcut.image.level_background`): objects in the dim corners of a vignetted
     field then stand out as much as those in its bright centre. A grey or multichannel scene
-    whose first foreground is not many objects but has at least three pieces is segmented again
-    with a background from a morphological opening wider than those pieces subtracted
+    whose first foreground has at least three pieces, one of them over half of it (not many
+    objects, or many only as touching objects: :func:`many_objects`), is segmented again with a
+    background from a morphological opening wider than those pieces subtracted
     (:func:`~napari_deepcut.image.opened_background`), and that result is kept when it is many
-    objects on an even background: a lamp spot whose brightness joined the objects inside it
-    into one object.
+    objects none of which holds half of it, on an even background: a lamp spot whose brightness
+    joined the objects inside it into one object.
 
     With ``dark_field``, on a grey or multichannel dark field (fluorescence) the foreground is
     brighter than the background (:func:`dark_field_brightness`).
@@ -781,15 +807,15 @@ def foreground_stage(
     start = time.perf_counter()
     if image.constant:
         return StageResult(np.zeros(image.spatial_shape, np.uint8), None, None, 0, 0.0)
-    result, many, _ = _foreground_pass(image, settings, progress, cancel, "foreground")
+    result, many, apart, _ = _foreground_pass(image, settings, progress, cancel, "foreground")
     unevenness = 0.0
-    if settings.level_background and not many:
+    if settings.level_background and not apart:
         # a lamp spot taken with its objects for one object: level by an opening wider than them
         node_size = float(result.graph.sizes.mean())  # smaller pieces are specks of edge refinement
         opened, measured = opened_background(image, result.labels.astype(bool), node_size)
         if opened is not None:
-            second, many_now, even = _foreground_pass(opened, settings, progress, cancel, "foreground, background opened")
-            if many_now and even:
+            second, _, apart_now, even = _foreground_pass(opened, settings, progress, cancel, "foreground, background opened")
+            if apart_now and even:
                 image, unevenness, result, many = opened, measured, second, True
     if settings.level_background and many:
         levelled, measured = level_background(image, result.labels.astype(bool))
@@ -855,9 +881,10 @@ def foreground_stage(
 
 def _foreground_pass(
     image: PreparedImage, settings: Settings, progress, cancel, stage: str
-) -> tuple[StageResult, bool, bool]:
+) -> tuple[StageResult, bool, bool, bool]:
     """One run of the foreground stage on ``image``; also whether its foreground is many objects,
-    and whether they lie on an even background (:func:`even_background`)."""
+    whether it is so without reading touching objects (:func:`many_objects`), and whether its
+    background is even (:func:`even_background`)."""
     inside = None
     if settings.trim_frame:
         box = content_box(image)
@@ -907,7 +934,8 @@ def _foreground_pass(
     n_found = len(np.unique(clustering.labels))
     result = StageResult(foreground.astype(np.uint8), graph, clustering, n_found, 0.0, kept)
     many = many_objects(graph, on_foreground)
-    return result, many, many and even_background(graph, on_foreground)
+    apart = many and many_objects(graph, on_foreground, touching=False)
+    return result, many, apart, even_background(graph, on_foreground)
 
 
 def parts_stage(
