@@ -371,10 +371,10 @@ def piece_connectivity(graph: Graph, labels: np.ndarray, n_clusters: int) -> np.
     return np.bincount(cluster, area * score, n_clusters) / np.maximum(total, 1.0)
 
 
-def foreground_clusters(graph: Graph, labels: np.ndarray, n_clusters: int) -> np.ndarray:
+def foreground_clusters(graph: Graph, labels: np.ndarray, n_clusters: int, touching: bool = True) -> np.ndarray:
     r"""Foreground clusters of a node clustering, by :func:`boundary_foreground`.
 
-    When that foreground is :func:`many_objects`, the clusters are scored piece by piece instead
+    When that foreground is :func:`many_objects` (reading ``touching`` objects as such or not), the clusters are scored piece by piece instead
     (:func:`piece_connectivity`) and split again by :func:`split_scores`: a scene of many objects
     (nuclei, cells, coins) is judged by its objects, one of one object (a photo) by its clusters.
 
@@ -385,7 +385,7 @@ def foreground_clusters(graph: Graph, labels: np.ndarray, n_clusters: int) -> np
     area = np.bincount(labels, weights=graph.sizes, minlength=n_clusters)
     border = np.bincount(labels, weights=graph.border, minlength=n_clusters)
     foreground = boundary_foreground(area, border)
-    if many_objects(graph, foreground[labels]):
+    if many_objects(graph, foreground[labels], touching):
         foreground = split_scores(area, piece_connectivity(graph, labels, n_clusters))
     return foreground
 
@@ -502,7 +502,11 @@ def _brighter(graph: Graph, brightness: np.ndarray | None, inside: np.ndarray) -
 
 
 def choose_foreground(
-    graph: Graph, labelings: list[np.ndarray], n_clusters: int, brightness: np.ndarray | None = None
+    graph: Graph,
+    labelings: list[np.ndarray],
+    n_clusters: int,
+    brightness: np.ndarray | None = None,
+    touching: bool = True,
 ) -> tuple[int, np.ndarray]:
     r"""The foreground of the foreground stage, from one or more clusterings of the same graph.
 
@@ -524,6 +528,8 @@ def choose_foreground(
         The cluster of every node, per clustering.
     brightness : ndarray of float, shape (n,), optional
         Each node's brightness, given on a dark field.
+    touching : bool
+        Whether touching objects on a quiet background are many objects (:func:`many_objects`).
 
     Returns
     -------
@@ -532,19 +538,19 @@ def choose_foreground(
     foreground : ndarray of bool, shape (n_clusters,)
         Its foreground clusters.
     """
-    index, split = _choose(graph, labelings, n_clusters, lambda inside: True)
+    index, split = _choose(graph, labelings, n_clusters, lambda inside: True, touching)
     if brightness is None or _brighter(graph, brightness, split[labelings[index]]):
         return index, split
-    brighter = _choose(graph, labelings, n_clusters, lambda inside: _brighter(graph, brightness, inside))
+    brighter = _choose(graph, labelings, n_clusters, lambda inside: _brighter(graph, brightness, inside), touching)
     return brighter or (index, split)
 
 
 def _choose(
-    graph: Graph, labelings: list[np.ndarray], n_clusters: int, allowed
+    graph: Graph, labelings: list[np.ndarray], n_clusters: int, allowed, touching: bool
 ) -> tuple[int, np.ndarray] | None:
     """:func:`choose_foreground` among the foregrounds (node masks) that ``allowed`` accepts; None
     when it accepts none."""
-    splits = [foreground_clusters(graph, labels, n_clusters) for labels in labelings]
+    splits = [foreground_clusters(graph, labels, n_clusters, touching) for labels in labelings]
     options = [
         (cut_contrast(graph, split[labels]), index)
         for index, (split, labels) in enumerate(zip(splits, labelings))
@@ -553,7 +559,7 @@ def _choose(
     if options:
         _, index = max(options, key=lambda option: option[0])  # ties: the first
         inside = splits[index][labelings[index]]
-        if many_objects(graph, inside) and even_background(graph, inside):
+        if many_objects(graph, inside, touching) and even_background(graph, inside):
             return index, splits[index]
     candidates = [
         (outline_score(graph, split[labels]), candidate, split)
@@ -774,7 +780,8 @@ def foreground_stage(
     background from a morphological opening wider than those pieces subtracted
     (:func:`~napari_deepcut.image.opened_background`), and that result is kept when it is many
     objects none of which holds half of it, on an even background: a lamp spot whose brightness
-    joined the objects inside it into one object.
+    joined the objects inside it into one object. That pass does not read touching objects as
+    many: the opening leaves bright rims around large dark holes, which join into such a crowd.
 
     With ``dark_field``, on a grey or multichannel dark field (fluorescence) the foreground is
     brighter than the background (:func:`dark_field_brightness`).
@@ -814,7 +821,9 @@ def foreground_stage(
         node_size = float(result.graph.sizes.mean())  # smaller pieces are specks of edge refinement
         opened, measured = opened_background(image, result.labels.astype(bool), node_size)
         if opened is not None:
-            second, _, apart_now, even = _foreground_pass(opened, settings, progress, cancel, "foreground, background opened")
+            second, _, apart_now, even = _foreground_pass(
+                opened, settings, progress, cancel, "foreground, background opened", touching=False
+            )
             if apart_now and even:
                 image, unevenness, result, many = opened, measured, second, True
     if settings.level_background and many:
@@ -880,11 +889,12 @@ def foreground_stage(
 
 
 def _foreground_pass(
-    image: PreparedImage, settings: Settings, progress, cancel, stage: str
+    image: PreparedImage, settings: Settings, progress, cancel, stage: str, touching: bool = True
 ) -> tuple[StageResult, bool, bool, bool]:
-    """One run of the foreground stage on ``image``; also whether its foreground is many objects,
-    whether it is so without reading touching objects (:func:`many_objects`), and whether its
-    background is even (:func:`even_background`)."""
+    """One run of the foreground stage on ``image``, reading ``touching`` objects on a quiet
+    background as many objects or not (:func:`many_objects`); also whether its foreground is many
+    objects, whether it is so without reading touching objects, and whether its background is
+    even (:func:`even_background`)."""
     inside = None
     if settings.trim_frame:
         box = content_box(image)
@@ -916,10 +926,10 @@ def _foreground_pass(
             _cluster(embedded, k, True, settings, loss, stage, _pass_progress(progress, 1, 2), cancel)
         )
     brightness = dark_field_brightness(image, graph) if settings.dark_field else None
-    index, is_foreground = choose_foreground(graph, [c.labels for c in clusterings], k, brightness)
+    index, is_foreground = choose_foreground(graph, [c.labels for c in clusterings], k, brightness, touching)
     clustering, kept = clusterings[index], ("colour", "colour + laplacian")[index]
     on_foreground = is_foreground[clustering.labels]  # per node
-    many = many_objects(graph, on_foreground)
+    many = many_objects(graph, on_foreground, touching)
     sides = settings.colour_sides
     if sides == "always" or (sides == "many" and many):
         on_foreground = colour_sides_step(graph, on_foreground)
@@ -933,7 +943,7 @@ def _foreground_pass(
     foreground = clean_foreground(foreground, settings.keep_largest, settings.fill_holes)
     n_found = len(np.unique(clustering.labels))
     result = StageResult(foreground.astype(np.uint8), graph, clustering, n_found, 0.0, kept)
-    many = many_objects(graph, on_foreground)
+    many = many_objects(graph, on_foreground, touching)
     apart = many and many_objects(graph, on_foreground, touching=False)
     return result, many, apart, even_background(graph, on_foreground)
 
