@@ -371,12 +371,15 @@ def piece_connectivity(graph: Graph, labels: np.ndarray, n_clusters: int) -> np.
     return np.bincount(cluster, area * score, n_clusters) / np.maximum(total, 1.0)
 
 
-def foreground_clusters(graph: Graph, labels: np.ndarray, n_clusters: int, touching: bool = True) -> np.ndarray:
+def foreground_clusters(
+    graph: Graph, labels: np.ndarray, n_clusters: int, touching: bool = True
+) -> np.ndarray:
     r"""Foreground clusters of a node clustering, by :func:`boundary_foreground`.
 
-    When that foreground is :func:`many_objects` (reading ``touching`` objects as such or not), the clusters are scored piece by piece instead
-    (:func:`piece_connectivity`) and split again by :func:`split_scores`: a scene of many objects
-    (nuclei, cells, coins) is judged by its objects, one of one object (a photo) by its clusters.
+    When that foreground is :func:`many_objects` (``touching`` as there), the clusters are scored
+    piece by piece instead (:func:`piece_connectivity`) and split again by :func:`split_scores`: a
+    scene of many objects (nuclei, cells, coins) is judged by its objects, one of one object (a
+    photo) by its clusters.
 
     Returns
     -------
@@ -541,7 +544,9 @@ def choose_foreground(
     index, split = _choose(graph, labelings, n_clusters, lambda inside: True, touching)
     if brightness is None or _brighter(graph, brightness, split[labelings[index]]):
         return index, split
-    brighter = _choose(graph, labelings, n_clusters, lambda inside: _brighter(graph, brightness, inside), touching)
+    brighter = _choose(
+        graph, labelings, n_clusters, lambda inside: _brighter(graph, brightness, inside), touching
+    )
     return brighter or (index, split)
 
 
@@ -944,7 +949,7 @@ def _foreground_pass(
     n_found = len(np.unique(clustering.labels))
     result = StageResult(foreground.astype(np.uint8), graph, clustering, n_found, 0.0, kept)
     many = many_objects(graph, on_foreground, touching)
-    apart = many and many_objects(graph, on_foreground, touching=False)
+    apart = many_objects(graph, on_foreground, touching=False)
     return result, many, apart, even_background(graph, on_foreground)
 
 
