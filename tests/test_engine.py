@@ -845,21 +845,30 @@ def test_object_edges_act_in_scenes_of_many_objects_only():
     assert np.array_equal(segment(photo, **FAST).foreground, plain)
 
 
+def discs_on_backgrounds(centres, backgrounds):
+    """For each 96 x 96 background in turn: the superpixel graph of bright discs (radius 8, at
+    ``centres``) on it, with noise, and the nodes over half inside a disc."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:96, :96]
+    discs = np.zeros((96, 96), bool)
+    for cy, cx in centres:
+        discs |= (yy - cy) ** 2 + (xx - cx) ** 2 < 8**2
+    for background in backgrounds:
+        image = np.where(discs, 0.95, background) + rng.normal(0, 0.02, discs.shape)
+        graph = build_graph(prepare_image(image.astype(np.float32)), Settings(n_segments=300))
+        yield graph, np.bincount(graph.node_labels.ravel(), discs.ravel()) / graph.sizes > 0.5
+
+
 def test_many_objects_are_read_as_such_on_an_even_background_only():
     """Bright discs on a flat, noisy background: many objects on an even background. The same
     discs on a background of dark and light halves (grass and sky): the background spreads more
     than half the step between the sides, so the scene is not read as a field of objects."""
     from napari_deepcut.pipeline import even_background, many_objects
 
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:96, :96]
-    discs = np.zeros((96, 96), bool)
-    for cy, cx in [(20, 20), (20, 70), (70, 20), (70, 70), (45, 45)]:
-        discs |= (yy - cy) ** 2 + (xx - cx) ** 2 < 8**2
-    for background, even in ((np.full((96, 96), 0.1), True), (np.where(yy < 48, 0.05, 0.75), False)):
-        image = np.where(discs, 0.95, background) + rng.normal(0, 0.02, discs.shape)
-        graph = build_graph(prepare_image(image.astype(np.float32)), Settings(n_segments=300))
-        inside = np.bincount(graph.node_labels.ravel(), discs.ravel()) / graph.sizes > 0.5
+    yy, _ = np.mgrid[:96, :96]
+    centres = [(20, 20), (20, 70), (70, 20), (70, 70), (45, 45)]
+    backgrounds = [np.full((96, 96), 0.1), np.where(yy < 48, 0.05, 0.75)]
+    for (graph, inside), even in zip(discs_on_backgrounds(centres, backgrounds), (True, False)):
         assert many_objects(graph, inside)
         assert even_background(graph, inside) == even
 
@@ -872,15 +881,10 @@ def test_touching_objects_are_many_objects_on_a_quiet_background_only():
     on any background: test_a_band_across_the_image_is_not_part_of_one_object.)"""
     from napari_deepcut.pipeline import QUIET_BACKGROUND, background_spread, even_background, many_objects
 
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:96, :96]
-    discs = np.zeros((96, 96), bool)
-    for cy, cx in [(20, 14), (20, 28), (20, 42), (20, 56), (20, 70), (70, 20), (70, 70), (45, 45)]:
-        discs |= (yy - cy) ** 2 + (xx - cx) ** 2 < 8**2
-    for background, quiet in ((np.full((96, 96), 0.1), True), (np.where(xx < 48, 0.05, 0.55), False)):
-        image = np.where(discs, 0.95, background) + rng.normal(0, 0.02, discs.shape)
-        graph = build_graph(prepare_image(image.astype(np.float32)), Settings(n_segments=300))
-        inside = np.bincount(graph.node_labels.ravel(), discs.ravel()) / graph.sizes > 0.5
+    _, xx = np.mgrid[:96, :96]
+    centres = [(20, 14), (20, 28), (20, 42), (20, 56), (20, 70), (70, 20), (70, 70), (45, 45)]
+    backgrounds = [np.full((96, 96), 0.1), np.where(xx < 48, 0.05, 0.55)]
+    for (graph, inside), quiet in zip(discs_on_backgrounds(centres, backgrounds), (True, False)):
         assert even_background(graph, inside)
         assert (background_spread(graph, inside) < QUIET_BACKGROUND) == quiet
         assert many_objects(graph, inside) == quiet
