@@ -259,18 +259,40 @@ def cut_contrast(graph: Graph, inside: np.ndarray) -> float:
     return float(np.sqrt(np.einsum("ij,ij->i", difference, difference)).mean() / np.sqrt(graph.sigma))
 
 
-def outline_score(graph: Graph, inside: np.ndarray) -> float:
+def outline_score(graph: Graph, inside: np.ndarray, enclosed: np.ndarray | None = None) -> float:
     r"""How well a set of nodes stands out as one object:
 
-    .. math:: S = C \, (1 - b)^2 \sqrt{a (1 - a)},
+    .. math:: S = C \, (1 - b)^2 \sqrt{a (1 - a)} \, o,
 
-    with C its :func:`cut_contrast`, b the share of the image border's pixels inside it and a the
-    share of the image's area. A crisp outline (C) around something that does not fill the image's
-    edge (b) and is neither a speck nor most of the image (a).
+    with C its :func:`cut_contrast`, b the share of the image border's pixels inside it, a the
+    share of the image's area and o its :func:`open_outline` given ``enclosed`` (1 without). A
+    crisp outline (C) around something that does not fill the image's edge (b), is neither a
+    speck nor most of the image (a), and is not cut off from more of the same object (o).
     """
     area = graph.sizes[inside].sum() / max(graph.sizes.sum(), 1)
     border = graph.border[inside].sum() / max(graph.border.sum(), 1)
-    return cut_contrast(graph, inside) * (1.0 - border) ** 2 * np.sqrt(area * (1.0 - area))
+    score = cut_contrast(graph, inside) * (1.0 - border) ** 2 * np.sqrt(area * (1.0 - area))
+    return score if enclosed is None else score * open_outline(graph, inside, enclosed)
+
+
+def open_outline(graph: Graph, inside: np.ndarray, enclosed: np.ndarray) -> float:
+    r"""The share of an outline that faces the background: of the touching edges with one end
+    ``inside`` and one outside, those whose outer node is not ``enclosed``,
+
+    .. math:: o = 1 - \frac{|\{(i, j) \in E_{cut} : j \notin F, \ j \in N\}|}{|E_{cut}|},
+
+    with N the enclosed nodes: those of the clusters left out that touch no image border. A
+    region the scene encloses is rarely background beside an object; it is more of the object.
+    An object whose parts differ more from each other than from the background (saturated
+    bands, a colour wheel) otherwise loses to one of its parts, whose outline against the others
+    crosses the strongest steps. 1 when no edge is cut.
+    """
+    edges = graph.edges
+    cut = inside[edges[:, 0]] != inside[edges[:, 1]]
+    if not cut.any():
+        return 1.0
+    outer = np.where(inside[edges[cut, 0]], edges[cut, 1], edges[cut, 0])
+    return float(1.0 - enclosed[outer].mean())
 
 
 def border_ordered_splits(graph: Graph, labels: np.ndarray, n_clusters: int) -> list[np.ndarray]:
@@ -518,9 +540,10 @@ def choose_foreground(
     many objects (:func:`many_objects`) on an even background (:func:`even_background`) it is the
     answer. Otherwise the scene is one object, and
     the answer is the split with the highest :func:`outline_score` among the
-    :func:`border_ordered_splits` of every clustering: the object is then rarely all the clusters
-    below one Otsu split of the border scores (a band of trees crossing the image scores low too,
-    a close-up's object touches the border).
+    :func:`border_ordered_splits` of every clustering, the clusters left out that touch no image
+    border counting as enclosed (:func:`open_outline`): the object is then rarely all the
+    clusters below one Otsu split of the border scores (a band of trees crossing the image scores
+    low too, a close-up's object touches the border).
 
     With ``brightness`` (a dark field, :func:`dark_field_brightness`), a foreground so chosen that
     is darker than its background is chosen again among those brighter than theirs, if any.
@@ -566,8 +589,9 @@ def _choose(
         inside = splits[index][labelings[index]]
         if many_objects(graph, inside, touching) and even_background(graph, inside):
             return index, splits[index]
+    untouched = [np.bincount(labels, graph.border, n_clusters) == 0 for labels in labelings]
     candidates = [
-        (outline_score(graph, split[labels]), candidate, split)
+        (outline_score(graph, split[labels], (untouched[candidate] & ~split)[labels]), candidate, split)
         for candidate, labels in enumerate(labelings)
         for split in border_ordered_splits(graph, labels, n_clusters)
         if allowed(split[labels])
