@@ -40,6 +40,7 @@ VARIANTS = [
     ("- dark-field rule (grey / multichannel dark fields: only a foreground brighter than its background)", {"dark_field": False}),
     ("- outline choice: the border split of the clustering with the stronger outline", {"patch": {"choose_foreground": "border"}}),
     ("- outline choice, fast preset (colour only)", {"laplacian_features": 0, "patch": {"choose_foreground": "border"}}),
+    ("- open outline (one object: the outline's share facing enclosed clusters counts too)", {"patch": {"open_outline": "closed"}}),
     ("border scores split at their largest gap (not Otsu's split by area)", {"patch": {"split_scores": "gap"}}),
     ("- many-objects check: every foreground is one object", {"patch": {"MANY_OBJECTS": 0.0}}),
     ("- both: cluster scores split once", {"patch": {"MANY_OBJECTS": 0.0, "choose_foreground": "border"}}),
@@ -74,9 +75,9 @@ def largest_gap_split(area, score):
 def second_always_kept():
     """The engine's choice made on the last clustering alone (the Laplacian one)."""
     choose = pipeline.choose_foreground
-    return lambda graph, labelings, n_clusters, brightness=None: (
+    return lambda graph, labelings, n_clusters, brightness=None, touching=True: (
         len(labelings) - 1,
-        choose(graph, labelings[-1:], n_clusters, brightness)[1],
+        choose(graph, labelings[-1:], n_clusters, brightness, touching)[1],
     )
 
 
@@ -84,8 +85,8 @@ def border_split_only():
     """The former choice: each clustering split along its border scores, and the split whose outline
     has the higher contrast kept, whether the scene is one object or many (no dark-field rule)."""
 
-    def choose(graph, labelings, n_clusters, brightness=None):
-        splits = [pipeline.foreground_clusters(graph, labels, n_clusters) for labels in labelings]
+    def choose(graph, labelings, n_clusters, brightness=None, touching=True):
+        splits = [pipeline.foreground_clusters(graph, labels, n_clusters, touching) for labels in labelings]
         contrast = [pipeline.cut_contrast(graph, split[labels]) for split, labels in zip(splits, labelings)]
         index = int(np.argmax(contrast))
         return index, splits[index]
@@ -93,7 +94,17 @@ def border_split_only():
     return choose
 
 
-PATCHES = {"gap": lambda: largest_gap_split, "second": second_always_kept, "border": border_split_only}
+def closed_outline():
+    """The outline score before the open share: every cut edge counts, enclosed clusters too."""
+    return lambda graph, inside, enclosed: 1.0
+
+
+PATCHES = {
+    "gap": lambda: largest_gap_split,
+    "second": second_always_kept,
+    "border": border_split_only,
+    "closed": closed_outline,
+}
 
 
 def main() -> None:
