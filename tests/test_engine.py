@@ -890,6 +890,37 @@ def test_touching_objects_are_many_objects_on_a_quiet_background_only():
         assert many_objects(graph, inside) == quiet
 
 
+def test_colour_alone_settles_objects_apart_on_a_quiet_background(monkeypatch):
+    """Discs apart on a flat background are settled by the colour clustering: the foreground stage
+    does not cluster them again with Laplacian features (and finds them). Discs on a background of
+    two halves, or touching in a row, are not settled so; nor is one object, which the second
+    clustering serves."""
+    from napari_deepcut import pipeline
+    from napari_deepcut.pipeline import objects_on_quiet_background
+
+    _, xx = np.mgrid[:96, :96]
+    apart = [(20, 20), (20, 70), (70, 20), (70, 70), (45, 45)]
+    touching = [(20, 14), (20, 28), (20, 42), (20, 56), (20, 70), (70, 20), (70, 70), (45, 45)]
+    flat, halves = np.full((96, 96), 0.1), np.where(xx < 48, 0.05, 0.55)
+    settled = [objects_on_quiet_background(g, inside) for g, inside in discs_on_backgrounds(apart, [flat, halves])]
+    assert settled == [True, False]
+    (graph, inside), = discs_on_backgrounds(touching, [flat])
+    assert not objects_on_quiet_background(graph, inside)
+
+    calls = []
+    original = pipeline.with_laplacian_features
+    monkeypatch.setattr(pipeline, "with_laplacian_features", lambda *a, **k: calls.append(1) or original(*a, **k))
+    yy, xx = np.mgrid[:128, :128]
+    discs = np.zeros((128, 128), bool)
+    for cy, cx in [(25, 25), (25, 100), (100, 25), (100, 100), (64, 64), (30, 64)]:
+        discs |= (yy - cy) ** 2 + (xx - cx) ** 2 < 9**2
+    field = np.where(discs, 200.0, 20.0) + np.random.default_rng(0).normal(0, 5, discs.shape)
+    result = segment(field.astype(np.float32), **FAST)
+    assert calls == [] and iou(result.foreground, discs) > 0.9
+    segment(three_colours()[0], **FAST)
+    assert calls == [1]
+
+
 def test_many_objects_are_judged_piece_by_piece():
     """Nuclei (discs, some cut by the border) with bright rims around the inner ones, clustered in
     three: the nuclei cluster touches the border as much as the background does, so the cluster

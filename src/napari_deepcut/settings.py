@@ -160,6 +160,7 @@ class Settings:
         "Foreground stage: the network clusters the image a second time with this many leading "
         "eigenvectors of the graph (smooth across regions, sharp at their boundaries) added to "
         "the colour of each node; the foreground is chosen from both clusterings by its outline. "
+        "Skipped where colour finds objects apart on a quiet background (a field of nuclei). "
         "0 = colour only, one clustering (faster).",
         min=0,
         max=64,
