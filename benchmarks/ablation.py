@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
 VARIANTS = [
     ("defaults (GNN, correlation clustering into <= 8 clusters, a second clustering with 6 "
-     "Laplacian eigenvectors, frame trimming, edge refinement)", {}),
+     "Laplacian eigenvectors, frame trimming, centre prior, edge refinement)", {}),
     ("- Laplacian features: colour only, one clustering", {"laplacian_features": 0}),
     ("Laplacian clustering always kept (the foreground chosen from it alone)", {"patch": {"choose_foreground": "second"}}),
     ("3 Laplacian eigenvectors (not 6)", {"laplacian_features": 3}),
@@ -41,6 +41,7 @@ VARIANTS = [
     ("- outline choice: the border split of the clustering with the stronger outline", {"patch": {"choose_foreground": "border"}}),
     ("- outline choice, fast preset (colour only)", {"laplacian_features": 0, "patch": {"choose_foreground": "border"}}),
     ("- open outline (one object: the outline's share facing enclosed clusters counts too)", {"patch": {"open_outline": "closed"}}),
+    ("- centre prior (one object: the outline score weighed by how central the object lies)", {"centre_prior": False}),
     ("border scores split at their largest gap (not Otsu's split by area)", {"patch": {"split_scores": "gap"}}),
     ("- many-objects check: every foreground is one object", {"patch": {"MANY_OBJECTS": 0.0}}),
     ("- both: cluster scores split once", {"patch": {"MANY_OBJECTS": 0.0, "choose_foreground": "border"}}),
@@ -75,17 +76,18 @@ def largest_gap_split(area, score):
 def second_always_kept():
     """The engine's choice made on the last clustering alone (the Laplacian one)."""
     choose = pipeline.choose_foreground
-    return lambda graph, labelings, n_clusters, brightness=None, touching=True: (
+    return lambda graph, labelings, n_clusters, brightness=None, touching=True, centre=True: (
         len(labelings) - 1,
-        choose(graph, labelings[-1:], n_clusters, brightness, touching)[1],
+        choose(graph, labelings[-1:], n_clusters, brightness, touching, centre)[1],
     )
 
 
 def border_split_only():
     """The former choice: each clustering split along its border scores, and the split whose outline
-    has the higher contrast kept, whether the scene is one object or many (no dark-field rule)."""
+    has the higher contrast kept, whether the scene is one object or many (no dark-field rule, no
+    centre prior)."""
 
-    def choose(graph, labelings, n_clusters, brightness=None, touching=True):
+    def choose(graph, labelings, n_clusters, brightness=None, touching=True, centre=True):
         splits = [pipeline.foreground_clusters(graph, labels, n_clusters, touching) for labels in labelings]
         contrast = [pipeline.cut_contrast(graph, split[labels]) for split, labels in zip(splits, labelings)]
         index = int(np.argmax(contrast))

@@ -1508,7 +1508,9 @@ def test_trend_steps_see_an_object_through_a_graded_background(shape):
 @pytest.mark.parametrize("kind", ["ramp", "vignetted", "vignetted RGB"])
 def test_a_graded_empty_field_gives_an_empty_foreground(kind):
     """An empty field under a smooth ramp or vignetting holds no object: the clustering cuts off
-    its brighter side, whose step from the background's trend continued under it is noise."""
+    its brighter side, whose step from the background's trend continued under it is noise. (The
+    centre prior is off for the first check: with it the ramp's cut is a central piece, whose plain
+    step is under 3 noise deviations already.)"""
     rng = np.random.default_rng(0)
     y, x = np.indices((160, 160)) / 159.0
     vignette = 1.0 - ((y - 0.5) ** 2 + (x - 0.5) ** 2) / 0.5
@@ -1519,15 +1521,16 @@ def test_a_graded_empty_field_gives_an_empty_foreground(kind):
         .clip(0, 255)
         .astype(np.uint8),
     }[kind]
-    kept = segment(field, min_contrast=0, **FAST)  # the check off: the clustering splits the field
+    kept = segment(field, min_contrast=0, centre_prior=False, **FAST)  # the check off: the field is split
     assert kept.foreground.any() and not kept.foreground.all()
     prepared = prepare_image(field)
     sides = trend_steps(np.moveaxis(prepared.colour, -1, 0), kept.foreground.astype(bool), degree=0)
     smoothed_noise = prepared.noise * noise_gain(smoothing_widths(CONTRAST_WIDTH, prepared.spacing))
     assert np.linalg.norm(sides) > 3 * smoothed_noise  # the plain step would pass min_contrast=3
-    with pytest.warns(UserWarning, match="stands out from the image's noise"):
-        result = segment(field, **FAST)
-    assert not result.foreground.any() and result.foreground_stage.contrast < 2.0
+    for centre_prior in (False, True):
+        with pytest.warns(UserWarning, match="stands out from the image's noise"):
+            result = segment(field, centre_prior=centre_prior, **FAST)
+        assert not result.foreground.any() and result.foreground_stage.contrast < 2.0
 
 
 def test_a_faint_object_in_noise_is_kept():
@@ -1641,3 +1644,53 @@ def test_settings_are_checked_and_replaceable():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         Settings()  # defaults build without warnings
+
+
+def band_and_object(seed=0):
+    """A landscape: sky, a dark band of trees across the whole width, a field, and a reddish
+    ellipse on the field at the image's centre (the truth)."""
+    rng = np.random.default_rng(seed)
+    regions = np.zeros((128, 128), int)  # 0: sky
+    regions[30:50] = 1  # trees
+    regions[50:] = 2  # field
+    yy, xx = np.mgrid[:128, :128]
+    regions[((yy - 72) / 16) ** 2 + ((xx - 64) / 20) ** 2 < 1] = 3
+    colours = np.array([[200, 210, 230], [40, 70, 40], [120, 150, 80], [200, 110, 40]], float)
+    image = colours[regions] + rng.normal(0, 4, (128, 128, 3))
+    return np.clip(image, 0, 255).astype(np.uint8), regions
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("nodes", ["superpixels", "pixels"])
+def test_an_object_at_the_centre_wins_over_a_band_across_the_image(nodes, seed):
+    """The band of trees has the stronger outline and touches the border only at its two ends, so
+    without the centre prior the band is taken with the object (IoU 0.28); with it, the object
+    alone."""
+    image, regions = band_and_object(seed)
+    truth = regions == 3
+    assert iou(segment(image, nodes=nodes, seed=seed).foreground, truth) > 0.95
+    without = segment(image, nodes=nodes, seed=seed, centre_prior=False).foreground > 0
+    assert iou(without, regions == 1) > 0.5
+
+
+def test_centre_share_is_above_one_at_the_centre_and_below_along_an_edge():
+    from napari_deepcut.pipeline import centre_share, node_centrality
+
+    image, regions = band_and_object()
+    graph = build_graph(prepare_image(image), Settings())
+    centrality = node_centrality(graph)
+    assert centrality.max() <= 1.0 and centrality.min() > 0.0
+    nearest = np.argmin(((graph.positions - 63.5) ** 2).sum(1))
+    assert centrality[nearest] > 0.95
+    votes = np.bincount(graph.node_labels.ravel() * 4 + regions.ravel(), minlength=4 * graph.n_nodes)
+    labels = votes.reshape(graph.n_nodes, 4).argmax(1)
+    assert centre_share(graph, labels == 3, centrality) > 2.0
+    assert centre_share(graph, labels == 0, centrality) < 0.6  # the sky along the top edge
+    assert centre_share(graph, np.ones(graph.n_nodes, bool), centrality) == pytest.approx(1.0)
+    assert centre_share(graph, np.zeros(graph.n_nodes, bool), centrality) == 1.0
+    # a graph built inside a mask is centred on the mask's bounding box
+    inside = np.zeros(regions.shape, bool)
+    inside[:, 64:] = True
+    right = build_graph(prepare_image(image), Settings(), mask=inside)
+    nearest = np.argmin(((right.positions - [63.5, 95.5]) ** 2).sum(1))
+    assert node_centrality(right)[nearest] > 0.95

@@ -67,6 +67,7 @@ FOREGROUND_ONLY = (
     "foreground_clusters",
     "laplacian_features",
     "trim_frame",
+    "centre_prior",
     "min_contrast",
     "colour_sides",
     "level_background",

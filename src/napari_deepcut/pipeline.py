@@ -259,20 +259,71 @@ def cut_contrast(graph: Graph, inside: np.ndarray) -> float:
     return float(np.sqrt(np.einsum("ij,ij->i", difference, difference)).mean() / np.sqrt(graph.sigma))
 
 
-def outline_score(graph: Graph, inside: np.ndarray, enclosed: np.ndarray | None = None) -> float:
+def outline_score(
+    graph: Graph, inside: np.ndarray, enclosed: np.ndarray | None = None, centrality: np.ndarray | None = None
+) -> float:
     r"""How well a set of nodes stands out as one object:
 
-    .. math:: S = C \, (1 - b)^2 \sqrt{a (1 - a)} \, o,
+    .. math:: S = C \, (1 - b)^2 \sqrt{a (1 - a)} \, o \, m,
 
     with C its :func:`cut_contrast`, b the share of the image border's pixels inside it, a the
-    share of the image's area and o its :func:`open_outline` given ``enclosed`` (1 without). A
-    crisp outline (C) around something that does not fill the image's edge (b), is neither a
-    speck nor most of the image (a), and is not cut off from more of the same object (o).
+    share of the image's area, o its :func:`open_outline` given ``enclosed`` (1 without) and m
+    its :func:`centre_share` given the nodes' ``centrality`` (1 without). A crisp outline (C)
+    around something that does not fill the image's edge (b), is neither a speck nor most of the
+    image (a), is not cut off from more of the same object (o) and lies toward the centre (m).
     """
     area = graph.sizes[inside].sum() / max(graph.sizes.sum(), 1)
     border = graph.border[inside].sum() / max(graph.border.sum(), 1)
     score = cut_contrast(graph, inside) * (1.0 - border) ** 2 * np.sqrt(area * (1.0 - area))
-    return score if enclosed is None else score * open_outline(graph, inside, enclosed)
+    if enclosed is not None:
+        score *= open_outline(graph, inside, enclosed)
+    if centrality is not None:
+        score *= centre_share(graph, inside, centrality)
+    return score
+
+
+CENTRE_WIDTH = 0.5
+"""Width of the centre prior's Gaussian (:func:`node_centrality`), in half-extents of the image:
+a quarter of the image's width and height."""
+
+
+def node_centrality(graph: Graph) -> np.ndarray:
+    r"""How central each node lies: a Gaussian of its centroid's offset from the centre of the
+    image (of the region the graph covers, when it was built inside a mask),
+
+    .. math:: g_i = \exp\Big(-\sum_d \frac{(x_{i,d} - \bar x_d)^2}{2 \, s^2 \, h_d^2}\Big),
+
+    with :math:`h_d` half the extent along axis d, so the prior has the image's aspect, and
+    s = :data:`CENTRE_WIDTH`.
+
+    Returns
+    -------
+    ndarray of float64, shape (n,)
+    """
+    covered = graph.node_labels >= 0
+    offsets = np.zeros(graph.n_nodes)
+    for axis, step in enumerate(graph.spacing):
+        others = tuple(a for a in range(covered.ndim) if a != axis)
+        present = np.flatnonzero(covered.any(axis=others))
+        low, high = present[0] * step, present[-1] * step
+        half = max((high - low + step) / 2, step)
+        offsets += ((graph.positions[:, axis] - (low + high) / 2) / half) ** 2
+    return np.exp(-offsets / (2 * CENTRE_WIDTH**2))
+
+
+def centre_share(graph: Graph, inside: np.ndarray, centrality: np.ndarray) -> float:
+    r"""The centre prior: how much more central (:func:`node_centrality`) a set of nodes lies
+    than the image as a whole, by area,
+
+    .. math:: m = \frac{\sum_{i \in F} a_i g_i \,/\, \sum_{i \in F} a_i}{\sum_i a_i g_i \,/\, \sum_i a_i}.
+
+    Above 1 for an object at the centre, below 1 for a band along an edge of the image (a row of
+    trees, the sky), 1 for an empty set."""
+    area = graph.sizes.astype(np.float64)
+    if not inside.any():
+        return 1.0
+    whole = np.average(centrality, weights=area)
+    return float(np.average(centrality[inside], weights=area[inside]) / max(whole, 1e-12))
 
 
 def open_outline(graph: Graph, inside: np.ndarray, enclosed: np.ndarray) -> float:
@@ -542,6 +593,7 @@ def choose_foreground(
     n_clusters: int,
     brightness: np.ndarray | None = None,
     touching: bool = True,
+    centre: bool = True,
 ) -> tuple[int, np.ndarray]:
     r"""The foreground of the foreground stage, from one or more clusterings of the same graph.
 
@@ -551,7 +603,9 @@ def choose_foreground(
     answer. Otherwise the scene is one object, and
     the answer is the split with the highest :func:`outline_score` among the
     :func:`border_ordered_splits` of every clustering, the clusters left out that touch no image
-    border counting as enclosed (:func:`open_outline`): the object is then rarely all the
+    border counting as enclosed (:func:`open_outline`), and with ``centre`` the score weighed by
+    the centre prior (:func:`centre_share`) except on a dark field, whose objects (fluorescence)
+    lie wherever they fall, not where someone framed them: the object is then rarely all the
     clusters below one Otsu split of the border scores (a band of trees crossing the image scores
     low too, a close-up's object touches the border).
 
@@ -566,6 +620,8 @@ def choose_foreground(
         Each node's brightness, given on a dark field.
     touching : bool
         Whether touching objects on a quiet background are many objects (:func:`many_objects`).
+    centre : bool
+        Whether the centre prior weighs the outline score of one object (never on a dark field).
 
     Returns
     -------
@@ -574,17 +630,23 @@ def choose_foreground(
     foreground : ndarray of bool, shape (n_clusters,)
         Its foreground clusters.
     """
-    index, split = _choose(graph, labelings, n_clusters, lambda inside: True, touching)
+    centrality = node_centrality(graph) if centre and brightness is None else None
+    index, split = _choose(graph, labelings, n_clusters, lambda inside: True, touching, centrality)
     if brightness is None or _brighter(graph, brightness, split[labelings[index]]):
         return index, split
     brighter = _choose(
-        graph, labelings, n_clusters, lambda inside: _brighter(graph, brightness, inside), touching
+        graph, labelings, n_clusters, lambda inside: _brighter(graph, brightness, inside), touching, centrality
     )
     return brighter or (index, split)
 
 
 def _choose(
-    graph: Graph, labelings: list[np.ndarray], n_clusters: int, allowed, touching: bool
+    graph: Graph,
+    labelings: list[np.ndarray],
+    n_clusters: int,
+    allowed,
+    touching: bool,
+    centrality: np.ndarray | None,
 ) -> tuple[int, np.ndarray] | None:
     """:func:`choose_foreground` among the foregrounds (node masks) that ``allowed`` accepts; None
     when it accepts none."""
@@ -601,7 +663,7 @@ def _choose(
             return index, splits[index]
     untouched = [np.bincount(labels, graph.border, n_clusters) == 0 for labels in labelings]
     candidates = [
-        (outline_score(graph, split[labels], (untouched[candidate] & ~split)[labels]), candidate, split)
+        (outline_score(graph, split[labels], (untouched[candidate] & ~split)[labels], centrality), candidate, split)
         for candidate, labels in enumerate(labelings)
         for split in border_ordered_splits(graph, labels, n_clusters)
         if allowed(split[labels])
@@ -961,7 +1023,7 @@ def _foreground_pass(
     choice = None
     if second_pass:  # not where colour has settled it: there the eigenvectors would not be kept
         labels = clusterings[0].labels
-        choice = choose_foreground(graph, [labels], k, brightness, touching)
+        choice = choose_foreground(graph, [labels], k, brightness, touching, settings.centre_prior)
         second_pass = not objects_on_quiet_background(graph, choice[1][labels])
     if second_pass:
         source = None
@@ -973,7 +1035,9 @@ def _foreground_pass(
             _cluster(embedded, k, True, settings, loss, stage, _pass_progress(progress, 1, 2), cancel)
         )
     if choice is None or len(clusterings) > 1:
-        choice = choose_foreground(graph, [c.labels for c in clusterings], k, brightness, touching)
+        choice = choose_foreground(
+            graph, [c.labels for c in clusterings], k, brightness, touching, settings.centre_prior
+        )
     index, is_foreground = choice
     clustering, kept = clusterings[index], ("colour", "colour + laplacian")[index]
     on_foreground = is_foreground[clustering.labels]  # per node

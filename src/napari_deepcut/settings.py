@@ -214,6 +214,13 @@ class Settings:
         "Foreground stage: a uniform frame around the image (a scanner, screenshot or padding "
         "border) is background, and border contact is measured inside it.",
     )
+    centre_prior: bool = _setting(
+        True,
+        "Foreground stage, a scene read as one object: of the candidate objects, one near the "
+        "image's centre is preferred, as photographers and microscopists centre what they image "
+        "(not on a dark field, whose objects lie where they fall). Turn it off for an object far "
+        "off centre.",
+    )
     min_contrast: float = _setting(
         3.0,
         "Foreground stage: the foreground is kept only when, on colours smoothed over two pixels, "
