@@ -319,9 +319,9 @@ def centre_share(graph: Graph, inside: np.ndarray, centrality: np.ndarray) -> fl
 
     Above 1 for an object at the centre, below 1 for a band along an edge of the image (a row of
     trees, the sky), 1 for an empty set."""
-    area = graph.sizes.astype(np.float64)
     if not inside.any():
         return 1.0
+    area = graph.sizes.astype(np.float64)
     whole = np.average(centrality, weights=area)
     return float(np.average(centrality[inside], weights=area[inside]) / max(whole, 1e-12))
 
