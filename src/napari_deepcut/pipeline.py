@@ -264,17 +264,19 @@ def outline_score(
 ) -> float:
     r"""How well a set of nodes stands out as one object:
 
-    .. math:: S = C \, (1 - b)^2 \sqrt{a (1 - a)} \, o \, m,
+    .. math:: S = C \, (1 - b) \sqrt{a (1 - a)} \, o \, m,
 
     with C its :func:`cut_contrast`, b the share of the image border's pixels inside it, a the
     share of the image's area, o its :func:`open_outline` given ``enclosed`` (1 without) and m
     its :func:`centre_share` given the nodes' ``centrality`` (1 without). A crisp outline (C)
     around something that does not fill the image's edge (b), is neither a speck nor most of the
     image (a), is not cut off from more of the same object (o) and lies toward the centre (m).
+    The border term was squared before the centre prior took over part of its work; unsquared,
+    a close-up's object, which holds much of the border, is no longer ruled out.
     """
     area = graph.sizes[inside].sum() / max(graph.sizes.sum(), 1)
     border = graph.border[inside].sum() / max(graph.border.sum(), 1)
-    score = cut_contrast(graph, inside) * (1.0 - border) ** 2 * np.sqrt(area * (1.0 - area))
+    score = cut_contrast(graph, inside) * (1.0 - border) * np.sqrt(area * (1.0 - area))
     if enclosed is not None:
         score *= open_outline(graph, inside, enclosed)
     if centrality is not None:
