@@ -1672,8 +1672,8 @@ def test_an_object_at_the_centre_wins_over_a_band_across_the_image(nodes, seed):
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_the_centre_prior_ranks_a_central_object_above_it_and_a_band(seed):
     """On the nodes of each region: without the centre prior the object and the band together
-    outscore the object alone (end to end, seeds 1 and 3 then take the band with the object, IoU
-    0.28 against it); with the prior the object alone wins."""
+    outscore the object alone (end to end, seeds 1 and 3 then take the band with the object: IoU
+    0.28 against the object); with the prior the object alone wins."""
     from napari_deepcut.pipeline import node_centrality, outline_score
 
     image, regions = band_and_object(seed)
