@@ -1421,6 +1421,12 @@ def test_drop_small_pieces_keeps_pieces_of_at_least_the_share_of_the_largest():
     assert drop_small_pieces(volume, 0.1).sum() == 400
 
 
+def node_regions(graph, regions, count):
+    """Each node's majority region of the ``regions`` image (labels 0 .. count - 1)."""
+    votes = np.bincount(graph.node_labels.ravel() * count + regions.ravel(), minlength=count * graph.n_nodes)
+    return votes.reshape(graph.n_nodes, count).argmax(1)
+
+
 @pytest.mark.parametrize("seed", [0, 3])
 @pytest.mark.parametrize("nodes", ["superpixels", "pixels"])
 def test_an_object_whose_parts_differ_more_than_from_the_background_is_found_whole(nodes, seed):
@@ -1439,8 +1445,7 @@ def test_an_outline_against_enclosed_clusters_is_not_open():
 
     image, truth = three_colours()
     graph = build_graph(prepare_image(image), Settings())
-    votes = np.bincount(graph.node_labels.ravel() * 4 + truth.ravel(), minlength=4 * graph.n_nodes)
-    labels = votes.reshape(graph.n_nodes, 4).argmax(1)  # each node's band (0: the ground)
+    labels = node_regions(graph, truth, 4)  # each node's band (0: the ground)
     untouched = np.bincount(labels, graph.border, 4) == 0
     assert untouched[1:].all() and not untouched[0]
     square = labels > 0
@@ -1678,8 +1683,7 @@ def test_the_centre_prior_ranks_a_central_object_above_it_and_a_band(seed):
 
     image, regions = band_and_object(seed)
     graph = build_graph(prepare_image(image), Settings())
-    votes = np.bincount(graph.node_labels.ravel() * 4 + regions.ravel(), minlength=4 * graph.n_nodes)
-    labels = votes.reshape(graph.n_nodes, 4).argmax(1)
+    labels = node_regions(graph, regions, 4)
     alone, with_band = labels == 3, (labels == 3) | (labels == 1)
     centrality = node_centrality(graph)
     assert outline_score(graph, alone) < 0.9 * outline_score(graph, with_band)
@@ -1695,8 +1699,7 @@ def test_centre_share_is_above_one_at_the_centre_and_below_along_an_edge():
     assert centrality.max() <= 1.0 and centrality.min() > 0.0
     nearest = np.argmin(((graph.positions - 63.5) ** 2).sum(1))
     assert centrality[nearest] > 0.95
-    votes = np.bincount(graph.node_labels.ravel() * 4 + regions.ravel(), minlength=4 * graph.n_nodes)
-    labels = votes.reshape(graph.n_nodes, 4).argmax(1)
+    labels = node_regions(graph, regions, 4)
     assert centre_share(graph, labels == 3, centrality) > 2.0
     assert centre_share(graph, labels == 0, centrality) < 0.6  # the sky along the top edge
     assert centre_share(graph, np.ones(graph.n_nodes, bool), centrality) == pytest.approx(1.0)
