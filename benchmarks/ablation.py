@@ -42,6 +42,7 @@ VARIANTS = [
     ("- outline choice, fast preset (colour only)", {"laplacian_features": 0, "patch": {"choose_foreground": "border"}}),
     ("- open outline (one object: the outline's share facing enclosed clusters counts too)", {"patch": {"open_outline": "closed"}}),
     ("- centre prior (one object: the outline score weighed by how central the object lies)", {"centre_prior": False}),
+    ("- frame-filling rule (one object: the border term in full for a candidate reaching every side)", {"patch": {"image_sides": "never"}}),
     ("border scores split at their largest gap (not Otsu's split by area)", {"patch": {"split_scores": "gap"}}),
     ("- many-objects check: every foreground is one object", {"patch": {"MANY_OBJECTS": 0.0}}),
     ("- both: cluster scores split once", {"patch": {"MANY_OBJECTS": 0.0, "choose_foreground": "border"}}),
@@ -101,11 +102,17 @@ def closed_outline():
     return lambda graph, inside, enclosed: 1.0
 
 
+def no_sides():
+    """No candidate reaches every side of the image, so every border term is charged in full."""
+    return lambda graph: [np.zeros(0, np.int64)]
+
+
 PATCHES = {
     "gap": lambda: largest_gap_split,
     "second": second_always_kept,
     "border": border_split_only,
     "closed": closed_outline,
+    "never": no_sides,
 }
 
 

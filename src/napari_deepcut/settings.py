@@ -218,8 +218,9 @@ class Settings:
         True,
         "Foreground stage, a scene read as one object: of the candidate objects, one near the "
         "image's centre is preferred, as photographers and microscopists centre what they image "
-        "(not on a dark field, whose objects lie where they fall). Turn it off for an object far "
-        "off centre.",
+        "(not on a dark field, whose objects lie where they fall); and one that crosses every side "
+        "of the image, leaving the background in its corners, is not taken for background. Turn it "
+        "off for an object far off centre.",
     )
     min_contrast: float = _setting(
         3.0,
