@@ -1651,6 +1651,13 @@ def test_settings_are_checked_and_replaceable():
         Settings()  # defaults build without warnings
 
 
+def painted(regions, colours, rng):
+    """An RGB uint8 image with each region in its colour (one row of ``colours`` per label) and
+    Gaussian noise of 4 grey levels."""
+    image = np.asarray(colours, float)[regions] + rng.normal(0, 4, regions.shape + (3,))
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
 def band_and_object(seed=0):
     """A landscape: sky, a dark band of trees across the whole width, a field, and a reddish
     ellipse on the field at the image's centre (the truth)."""
@@ -1660,9 +1667,7 @@ def band_and_object(seed=0):
     regions[50:] = 2  # field
     yy, xx = np.mgrid[:128, :128]
     regions[((yy - 72) / 16) ** 2 + ((xx - 64) / 20) ** 2 < 1] = 3
-    colours = np.array([[200, 210, 230], [40, 70, 40], [120, 150, 80], [220, 100, 30]], float)
-    image = colours[regions] + rng.normal(0, 4, (128, 128, 3))
-    return np.clip(image, 0, 255).astype(np.uint8), regions
+    return painted(regions, [[200, 210, 230], [40, 70, 40], [120, 150, 80], [220, 100, 30]], rng), regions
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -1722,9 +1727,7 @@ def object_filling_the_frame(seed=0):
     body = ((yy - 64) / 70) ** 2 + ((xx - 64) / 70) ** 2 < 1
     regions[body] = 2
     regions[body & (xx < 40)] = 3
-    colours = np.array([[200, 210, 230], [120, 150, 80], [150, 90, 50], [60, 40, 30]], float)
-    image = colours[regions] + rng.normal(0, 4, (128, 128, 3))
-    return np.clip(image, 0, 255).astype(np.uint8), regions
+    return painted(regions, [[200, 210, 230], [120, 150, 80], [150, 90, 50], [60, 40, 30]], rng), regions
 
 
 @pytest.mark.parametrize("seed", [0, 1])
