@@ -302,7 +302,7 @@ def largest_piece(graph: Graph, inside: np.ndarray) -> float:
     """The share of a set of nodes' area that its largest connected piece holds; 1 when empty."""
     if not inside.any():
         return 1.0
-    area = np.bincount(_pieces(graph, inside.astype(np.int64))[inside], graph.sizes[inside])
+    area = _piece_areas(graph, inside)
     return float(area.max() / area.sum())
 
 
@@ -464,6 +464,11 @@ def _pieces(graph: Graph, labels: np.ndarray) -> np.ndarray:
     return connected_components(adjacency, directed=False)[1]
 
 
+def _piece_areas(graph: Graph, inside: np.ndarray) -> np.ndarray:
+    """Pixels of each connected piece of a set of nodes (0 for the pieces outside it)."""
+    return np.bincount(_pieces(graph, inside.astype(np.int64))[inside], graph.sizes[inside])
+
+
 def piece_connectivity(graph: Graph, labels: np.ndarray, n_clusters: int) -> np.ndarray:
     r"""Boundary connectivity of each cluster, taken piece by piece: the area-weighted mean of
     :math:`\mathrm{BndCon}_p` over the connected pieces p of the cluster,
@@ -563,7 +568,7 @@ def many_objects(graph: Graph, inside: np.ndarray, touching: bool = True) -> boo
     between them; in a field of nuclei such a piece can hold over half the foreground."""
     if inside.all() or not inside.any():
         return False
-    piece_area = np.sort(np.bincount(_pieces(graph, inside.astype(np.int64))[inside], graph.sizes[inside]))
+    piece_area = np.sort(_piece_areas(graph, inside))
     if piece_area[-1] < MANY_OBJECTS * piece_area.sum():
         return True
     others = piece_area[:-1]
