@@ -309,16 +309,23 @@ def largest_piece(graph: Graph, inside: np.ndarray) -> float:
 def image_sides(graph: Graph) -> list[np.ndarray]:
     """The nodes on each side of the image (of the region the graph covers, when it was built
     inside a mask): two sides per spatial axis, first and last, each an array of node indices."""
-    labels = graph.node_labels
-    covered = labels >= 0
     sides = []
-    for axis in range(labels.ndim):
-        others = tuple(a for a in range(labels.ndim) if a != axis)
-        present = np.flatnonzero(covered.any(axis=others))
-        for end in (present[0], present[-1]):
-            side = np.take(labels, end, axis=axis)
+    for axis, ends in enumerate(_covered_box(graph)):
+        for end in ends:
+            side = np.take(graph.node_labels, end, axis=axis)
             sides.append(np.unique(side[side >= 0]))
     return sides
+
+
+def _covered_box(graph: Graph) -> list[tuple[int, int]]:
+    """First and last index along each spatial axis of the pixels the graph's nodes cover (the
+    whole image, or the box of the mask it was built inside)."""
+    covered = graph.node_labels >= 0
+    box = []
+    for axis in range(covered.ndim):
+        present = np.flatnonzero(covered.any(axis=tuple(a for a in range(covered.ndim) if a != axis)))
+        box.append((int(present[0]), int(present[-1])))
+    return box
 
 
 CENTRE_WIDTH = 0.5
@@ -339,12 +346,9 @@ def node_centrality(graph: Graph) -> np.ndarray:
     -------
     ndarray of float64, shape (n,)
     """
-    covered = graph.node_labels >= 0
     offsets = np.zeros(graph.n_nodes)
-    for axis, step in enumerate(graph.spacing):
-        others = tuple(a for a in range(covered.ndim) if a != axis)
-        present = np.flatnonzero(covered.any(axis=others))
-        low, high = present[0] * step, present[-1] * step
+    for axis, ((first, last), step) in enumerate(zip(_covered_box(graph), graph.spacing)):
+        low, high = first * step, last * step
         half = max((high - low + step) / 2, step)
         offsets += ((graph.positions[:, axis] - (low + high) / 2) / half) ** 2
     return np.exp(-offsets / (2 * CENTRE_WIDTH**2))
