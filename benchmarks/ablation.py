@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_deepcut import evaluate, pipeline
+from napari_deepcut.image import content_box
 from napari_deepcut.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +38,7 @@ VARIANTS = [
     ("- denoising before edge refinement (noisy images only)", {"refine_denoise": False}),
     ("- finer superpixels for small objects (scenes of many objects under two superpixels each)", {"adapt_superpixels": False}),
     ("- frame trimming", {"trim_frame": False}),
+    ("- photo frames (frame trimming of uniform frames only)", {"patch": {"content_box": "uniform"}}),
     ("- dark-field rule (grey / multichannel dark fields: only a foreground brighter than its background)", {"dark_field": False}),
     ("- outline choice: the border split of the clustering with the stronger outline", {"patch": {"choose_foreground": "border"}}),
     ("- outline choice, fast preset (colour only)", {"laplacian_features": 0, "patch": {"choose_foreground": "border"}}),
@@ -107,12 +109,18 @@ def no_sides():
     return lambda graph: [np.zeros(0, np.int64)]
 
 
+def uniform_frames_only():
+    """Frame trimming as before photos' frames: uniform frames only."""
+    return lambda image: content_box(image, photo_frames=False)
+
+
 PATCHES = {
     "gap": lambda: largest_gap_split,
     "second": second_always_kept,
     "border": border_split_only,
     "closed": closed_outline,
     "never": no_sides,
+    "uniform": uniform_frames_only,
 }
 
 

@@ -433,16 +433,22 @@ def _unit_ball_volume(ndim: int) -> float:
 
 
 def content_box(
-    image: PreparedImage, tolerance: float = 0.06, contrast: float = 0.1, max_fraction: float = 0.05
+    image: PreparedImage,
+    tolerance: float = 0.06,
+    contrast: float = 0.1,
+    max_fraction: float = 0.05,
+    photo_frames: bool = True,
 ) -> tuple[slice, ...]:
-    """The image inside a uniform frame: borders of scanners, screenshots, padding or stitching.
+    """The image inside its frame: a uniform frame (borders of scanners, screenshots, padding or
+    stitching) and, in a 2D RGB photo, a picture frame or vignette (:func:`photo_frame`).
 
     From each end of each spatial axis, outer lines (rows, columns, planes) are peeled while they
     are uniform: every channel's standard deviation along the line below ``tolerance``. The
     peeled band counts as a frame only when it is also distinct from the first line inside it
     (some channel's mean differs by more than ``contrast``), so a plain, evenly lit background is
     never taken for a frame. At most ``max_fraction`` of the axis is peeled from each end.
-    Intensities are those of :func:`prepare_image`, in [0, 1].
+    Intensities are those of :func:`prepare_image`, in [0, 1]. With ``photo_frames``, where a
+    photo's frame is found too, each end keeps the deeper of the two.
 
     Returns
     -------
@@ -467,7 +473,106 @@ def content_box(
                     width = 0
             ends.append(width)
         box.append(slice(ends[0], length - ends[1]))
+    framed = photo_frame(data) if photo_frames and image.rgb and image.ndim == 2 else None
+    if framed is not None:
+        box = [slice(max(b.start, f.start), min(b.stop, f.stop)) for b, f in zip(box, framed)]
     return tuple(box)
+
+
+FRAME_DEPTH = 0.15
+"""The deepest a photo's frame reaches (:func:`photo_frame`), as a share of each axis."""
+FRAME_STEP = 0.25
+"""The least step, in some channel, from a photo's frame to what it frames (:func:`photo_frame`)."""
+FRAME_SPREAD = 0.1
+"""How far the frame's colour on any side may lie from its mean over the four (:func:`photo_frame`)."""
+FRAME_TEXTURE = 0.06
+"""The least mean standard deviation along the lines of a textured frame (:func:`photo_frame`):
+that of :func:`content_box`'s uniform lines."""
+FRAME_AGREEMENT = 0.75
+"""The share of stretches along the sides whose own inner edge must lie where the side's does
+(:func:`photo_frame`)."""
+
+
+def _changepoint(profile: np.ndarray) -> int:
+    r"""Where a profile (lines x channels) is best split in two: the w maximising
+    :math:`|S_{<w}|^2 / w + |S_{\ge w}|^2 / (m - w)`, with S the sums of each part, which
+    minimises the squared deviations from each part's mean."""
+    m = len(profile)
+    head = np.cumsum(profile, 0)[:-1]
+    tail = profile.sum(0) - head
+    counts = np.arange(1, m)
+    between = np.einsum("ij,ij->i", head, head) / counts + np.einsum("ij,ij->i", tail, tail) / (m - counts)
+    return int(np.argmax(between)) + 1
+
+
+def photo_frame(data: np.ndarray, stretches: int = 6, settle: float = 0.25) -> tuple[slice, ...] | None:
+    r"""The inside of a picture frame or vignette around a 2D photo; None when it has none.
+
+    Each side's profile is the mean colour of each line (row or column) from the edge inward, over
+    :data:`FRAME_DEPTH` x 2 of the axis; it is split in two where the squared deviations from the
+    two parts' means are least (:func:`_changepoint`). The frame ends, inward of that split, at
+    the first line within ``settle`` of the step from the inner part's mean: a vignette's soft
+    ramp is left out of the picture. A frame is found when, on all four sides,
+
+    - the step between the outer and inner parts is at least :data:`FRAME_STEP` in some channel;
+    - the outer part's colour lies within :data:`FRAME_SPREAD` of its mean over the four sides
+      (a frame is one colour all round; a sky only tops a photo);
+    - the frame ends within :data:`FRAME_DEPTH` of the axis;
+    - the frame is soft or textured: at least 2 lines of its profile lie further than ``settle``
+      of the step from both parts' means (a vignette's fade), or its lines' standard deviation
+      averages :data:`FRAME_TEXTURE` or more (a wooden frame, a starry border). A uniform band
+      with a hard inner edge is as likely the plain ground around a square object; it is left to
+      :func:`content_box`'s uniform lines;
+
+    and when its inner edge runs parallel to the sides: split on its own, within twice the frame's
+    depth, each of ``stretches`` stretches over the middle 70 % of each side has its split within
+    half the side's split (or 2 lines) of it, for at least :data:`FRAME_AGREEMENT` of the
+    stretches. The dark corners around a round field of view (a fundus photo), or the plain
+    ground around a round object, reach deeper at the corners than in the middle of a side. A
+    photo under 32 pixels a side has no frame.
+
+    Parameters
+    ----------
+    data : ndarray, shape (rows, columns, channels)
+        Intensities in [0, 1].
+
+    Returns
+    -------
+    tuple of slice or None
+        The rows and columns inside the frame.
+    """
+    if min(data.shape[:2]) < 32:
+        return None
+    sides = []  # (depth, outer colour, step, axis length, soft or textured) per side
+    agreeing = []
+    for axis in (0, 1):
+        lines = np.moveaxis(data, axis, 0)
+        length, along = lines.shape[:2]
+        reach = max(4, int(2 * FRAME_DEPTH * length))
+        bounds = np.linspace(0.15 * along, 0.85 * along, stretches + 1).astype(int)
+        for band in (lines[:reach], lines[::-1][:reach]):
+            profile = band.mean(1)
+            split = _changepoint(profile)
+            outer, inner = profile[:split].mean(0), profile[split:].mean(0)
+            step = float(np.abs(outer - inner).max())
+            settled = np.abs(profile[split:] - inner).max(1) < settle * step
+            depth = split + int(np.argmax(settled))
+            between = np.minimum(np.abs(profile[:depth] - outer).max(1), np.abs(profile[:depth] - inner).max(1))
+            soft = (between >= settle * step).sum() >= 2 or band[:split].std(1).max(1).mean() >= FRAME_TEXTURE
+            sides.append((depth, outer, step, length, soft))
+            for start, stop in zip(bounds[:-1], bounds[1:]):
+                own = _changepoint(band[: 2 * depth + 3, start:stop].mean(1))
+                agreeing.append(abs(own - split) <= max(2, split / 2))
+    depths, outers, steps, lengths, soft = (np.array(column) for column in zip(*sides))
+    if (
+        not soft.all()
+        or steps.min() < FRAME_STEP
+        or np.abs(outers - outers.mean(0)).max() > FRAME_SPREAD
+        or (depths > FRAME_DEPTH * lengths).any()
+        or np.mean(agreeing) < FRAME_AGREEMENT
+    ):
+        return None
+    return tuple(slice(int(depths[2 * a]), int(lengths[2 * a] - depths[2 * a + 1])) for a in (0, 1))
 
 
 TREND_SAMPLES = 65_536

@@ -921,8 +921,9 @@ def foreground_stage(
     """Stage 1: cluster the whole image (``foreground_loss``, at most ``foreground_clusters``
     clusters); foreground clusters are those weakly connected to the image border, or for one
     object those with the best outline (:func:`choose_foreground`). With ``trim_frame``, a uniform
-    frame around the image (:func:`~napari_deepcut.image.content_box`) is background and the
-    border is the frame's inside.
+    frame around the image, or a photo's picture frame or vignette
+    (:func:`~napari_deepcut.image.content_box`), is background and the border is the frame's
+    inside.
 
     With ``laplacian_features`` (network clustering only), the network clusters the graph a second
     time with its leading eigenvectors among the node features (:func:`with_laplacian_features`),

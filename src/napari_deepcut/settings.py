@@ -212,7 +212,8 @@ class Settings:
     trim_frame: bool = _setting(
         True,
         "Foreground stage: a uniform frame around the image (a scanner, screenshot or padding "
-        "border) is background, and border contact is measured inside it.",
+        "border), or a photo's picture frame or vignette, is background, and border contact is "
+        "measured inside it.",
     )
     centre_prior: bool = _setting(
         True,
