@@ -257,6 +257,8 @@ def test_a_frame_is_background_and_the_border_is_inside_it():
     node_labels = result.foreground_stage.graph.node_labels
     assert node_labels.shape == truth.shape
     assert (node_labels[:2] == -1).all() and (node_labels[2:-2, 2:-2] >= 0).all()  # no frame nodes
+    assert result.metadata()["foreground"]["inside_frame"] == [[2, 94], [2, 94]]
+    assert "inside_frame" not in segment(two_region()[0], **FAST).metadata()["foreground"]
 
 
 def vignetted_photo(seed=0, colour=255.0, width=14):
@@ -284,7 +286,9 @@ def test_a_photo_s_vignette_is_a_frame(nodes, colour, seed):
     box = content_box(prepare_image(image))
     for axis, size in enumerate(truth.shape):
         assert 9 <= box[axis].start <= 13 and 9 <= size - box[axis].stop <= 13
-    assert iou(segment(image, nodes=nodes, seed=seed).foreground, truth) > 0.95
+    result = segment(image, nodes=nodes, seed=seed)
+    assert iou(result.foreground, truth) > 0.95
+    assert result.metadata()["foreground"]["inside_frame"] == [[b.start, b.stop] for b in box]
 
 
 def test_what_is_not_a_photo_s_frame():

@@ -259,6 +259,26 @@ def test_an_empty_field_says_why_its_foreground_is_empty(make_napari_viewer, qtb
     assert kind == "warning" and "stands out from its noise" in message and "one region only" in message
 
 
+@needs_display
+def test_a_frame_left_out_is_said(make_napari_viewer, qtbot, notifications):
+    viewer = make_napari_viewer()
+    framed = two_tone_disc()
+    framed[:3], framed[-3:], framed[:, :3], framed[:, -3:] = 0, 0, 0, 0  # a black frame, 3 pixels
+    viewer.add_image(framed, name="framed", rgb=True)
+    run_and_wait(qtbot, open_widget(viewer, "Foreground / background"))
+    assert viewer.layers["framed foreground"].metadata["foreground"]["inside_frame"] == [[3, 61], [3, 61]]
+    kind, message = notifications[-1]
+    assert kind == "info" and "'framed' was left out as background (kept 3-60 x 3-60)" in message
+    assert "trim_frame" in message
+
+
+def test_the_frame_note_names_the_frames_of_a_series():
+    series = {"frames": [{"n_clusters": 3}, None, {"inside_frame": [[2, 30], [1, 31]]}]}
+    assert "around frame 3 of 'cells' was left out" in _widget._frame_note(series, "cells")
+    assert "kept 2-29 x 1-30" in _widget._frame_note(series, "cells")
+    assert _widget._frame_note({"foreground": {"n_clusters": 2}}, "cells") == ""
+
+
 # --- volumes, time series, samples -----------------------------------------------------------------
 
 

@@ -738,6 +738,9 @@ class ForegroundWidget(_RunWidget):
                 f"napari-deepcut: frame {frames} of '{layer.name}' left empty: nothing stands out "
                 "from the noise there"
             )
+        note = _frame_note(outcome.metadata, layer.name)
+        if note:
+            show_info(note)
         self.status.value = self._done_text(f"added '{new.name}'")
 
 
@@ -852,6 +855,21 @@ def _emptied_frames(metadata: dict) -> tuple[list[int], bool]:
     checked = [t for t, f in enumerate(facts) if f and f.get("contrast_to_noise", np.inf) < threshold]
     single = [t for t, f in enumerate(facts) if f and f.get("n_clusters") == 1]
     return sorted(checked + single), bool(checked)
+
+
+def _frame_note(metadata: dict, name: str) -> str:
+    """What to tell the user when a frame around the image (a frame of the series) was left out
+    as background (``inside_frame``); empty when none was."""
+    facts = metadata["frames"] if "frames" in metadata else [metadata.get("foreground")]
+    framed = [t for t, f in enumerate(facts) if f and "inside_frame" in f]
+    if not framed:
+        return ""
+    where = f"frame {', '.join(str(t + 1) for t in framed)} of " if "frames" in metadata else ""
+    box = " x ".join(f"{start}-{stop - 1}" for start, stop in facts[framed[0]]["inside_frame"])
+    return (
+        f"napari-deepcut: a frame around {where}'{name}' was left out as background (kept "
+        f"{box}); turn off trim_frame to segment it too"
+    )
 
 
 def _result_metadata(settings: Settings, image_name: str, stage_name: str, stages: list, axes: ImageAxes) -> dict:

@@ -62,6 +62,10 @@ class StageResult:
     contrast : float
         Foreground stage: how far the foreground found stands out from the image's noise
         (:func:`foreground_contrast`); NaN when not measured (``min_contrast=0``).
+    inside_frame : tuple of (int, int)
+        Foreground stage: first and last + 1 index along each spatial axis of the image inside a
+        frame (:func:`~napari_deepcut.image.content_box`), whose outside is background; empty
+        when no frame was found.
     """
 
     labels: np.ndarray
@@ -73,6 +77,7 @@ class StageResult:
     background_unevenness: float = 0.0
     adapted_segments: int = 0
     contrast: float = float("nan")
+    inside_frame: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass
@@ -125,6 +130,8 @@ def run_metadata(settings: Settings, *stages: StageResult | None) -> dict:
                 info[name]["superpixels_adapted"] = stage.adapted_segments
             if np.isfinite(stage.contrast):
                 info[name]["contrast_to_noise"] = round(stage.contrast, 1)
+            if stage.inside_frame:
+                info[name]["inside_frame"] = [list(ends) for ends in stage.inside_frame]
     return info
 
 
@@ -1057,12 +1064,13 @@ def _foreground_pass(
     background as many objects or not (:func:`many_objects`); also whether its foreground is many
     objects, whether it is so without reading touching objects, and whether its background is
     even (:func:`even_background`)."""
-    inside = None
+    inside, frame = None, ()
     if settings.trim_frame:
         box = content_box(image)
         if any(b.start > 0 or b.stop < n for b, n in zip(box, image.spatial_shape)):
             inside = np.zeros(image.spatial_shape, bool)
             inside[box] = True
+            frame = tuple((b.start, b.stop) for b in box)
     # Correlation clustering compares all pairs through random Fourier features, so it needs no
     # long-range edges; the eigenvectors do (those of the graph every clustering sees). Under
     # pixel nodes they come from a superpixel graph of the same image, built below.
@@ -1113,7 +1121,7 @@ def _foreground_pass(
         foreground = drop_small_pieces(foreground, settings.min_piece)
     foreground = clean_foreground(foreground, settings.keep_largest, settings.fill_holes)
     n_found = len(np.unique(clustering.labels))
-    result = StageResult(foreground.astype(np.uint8), graph, clustering, n_found, 0.0, kept)
+    result = StageResult(foreground.astype(np.uint8), graph, clustering, n_found, 0.0, kept, inside_frame=frame)
     many = many_objects(graph, on_foreground, touching)
     apart = many_objects(graph, on_foreground, touching=False)
     return result, many, apart, even_background(graph, on_foreground)
