@@ -22,10 +22,12 @@ from napari_deepcut.settings import Settings
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
 VARIANTS = [
-    ("defaults (GNN, correlation clustering into <= 8 clusters, a second clustering with 6 "
-     "Laplacian eigenvectors, frame trimming, centre prior, edge refinement)", {}),
+    ("defaults (GNN, correlation clustering into <= 8 clusters, then 3 with 6 Laplacian "
+     "eigenvectors, frame trimming, centre prior, edge refinement)", {}),
     ("- Laplacian features: colour only, one clustering", {"laplacian_features": 0}),
-    ("Laplacian clustering always kept (the foreground chosen from it alone)", {"patch": {"choose_foreground": "second"}}),
+    ("1 Laplacian run (not 3)", {"laplacian_runs": 1}),
+    ("2 Laplacian runs (not 3)", {"laplacian_runs": 2}),
+    ("Laplacian clusterings always kept (the foreground chosen from them alone)", {"patch": {"choose_foreground": "second"}}),
     ("3 Laplacian eigenvectors (not 6)", {"laplacian_features": 3}),
     ("12 Laplacian eigenvectors (not 6)", {"laplacian_features": 12}),
     ("SLIC run to 10 iterations (not 4)", {"slic_iterations": 10}),
@@ -77,12 +79,16 @@ def largest_gap_split(area, score):
 
 
 def second_always_kept():
-    """The engine's choice made on the last clustering alone (the Laplacian one)."""
+    """The engine's choice made among the Laplacian clusterings alone (all but the first, colour
+    one; the colour one where it is the only one)."""
     choose = pipeline.choose_foreground
-    return lambda graph, labelings, n_clusters, brightness=None, touching=True, centre=True: (
-        len(labelings) - 1,
-        choose(graph, labelings[-1:], n_clusters, brightness, touching, centre)[1],
-    )
+
+    def choose_laplacian(graph, labelings, n_clusters, brightness=None, touching=True, centre=True):
+        first = min(1, len(labelings) - 1)
+        index, split = choose(graph, labelings[first:], n_clusters, brightness, touching, centre)
+        return first + index, split
+
+    return choose_laplacian
 
 
 def border_split_only():

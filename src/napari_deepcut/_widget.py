@@ -66,6 +66,7 @@ FOREGROUND_ONLY = (
     "foreground_loss",
     "foreground_clusters",
     "laplacian_features",
+    "laplacian_runs",
     "trim_frame",
     "centre_prior",
     "min_contrast",

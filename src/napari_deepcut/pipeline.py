@@ -932,13 +932,15 @@ def foreground_stage(
     (:func:`~napari_deepcut.image.content_box`), is background and the border is the frame's
     inside.
 
-    With ``laplacian_features`` (network clustering only), the network clusters the graph a second
-    time with its leading eigenvectors among the node features (:func:`with_laplacian_features`),
-    and :func:`choose_foreground` picks from both clusterings; unless the first clustering's
-    foreground is objects apart on a quiet background (:func:`objects_on_quiet_background`).
-    Colour alone suits scenes whose objects differ in colour from all of the background
-    (nuclei); the eigenvectors, scenes where an object shares its colour with some of it (a dark
-    horse, dark trees).
+    With ``laplacian_features`` (network clustering only), the network clusters the graph again
+    with its leading eigenvectors among the node features (:func:`with_laplacian_features`),
+    ``laplacian_runs`` times from different seeds, and :func:`choose_foreground` picks from all
+    the clusterings; unless the first clustering's foreground is objects apart on a quiet
+    background (:func:`objects_on_quiet_background`). Colour alone suits scenes whose objects
+    differ in colour from all of the background (nuclei); the eigenvectors, scenes where an
+    object shares its colour with some of it (a dark horse, dark trees). Each run of a K-less
+    loss settles on its own clusters; the outline score picks well among more of them (horse,
+    327 photos, seeds 0-2: 0.697 with one run, 0.711 with two, 0.716 with three).
 
     With ``level_background``, a grey or multichannel scene of many objects whose background
     turns out uneven is segmented a second time with that background subtracted
@@ -1081,7 +1083,7 @@ def _foreground_pass(
     graph = build_graph(image, settings, mask=inside, long_range=uses_edges or (second_pass and not on_pixels))
     k = min(settings.foreground_clusters, max(graph.n_nodes, 2))
     second_pass &= graph.n_nodes > settings.laplacian_features + 1
-    passes = 2 if second_pass else 1
+    passes = 1 + settings.laplacian_runs if second_pass else 1
     loss = settings.foreground_loss
     clusterings = [
         _cluster(graph, k, True, settings, loss, stage, _pass_progress(progress, 0, passes), cancel)
@@ -1098,15 +1100,16 @@ def _foreground_pass(
             superpixels = settings.replace(nodes="superpixels", n_segments=min(settings.n_segments, graph.n_nodes))
             source = build_graph(image, superpixels, mask=inside)
         embedded = with_laplacian_features(graph, settings.laplacian_features, settings, cancel, source)
-        clusterings.append(
-            _cluster(embedded, k, True, settings, loss, stage, _pass_progress(progress, 1, 2), cancel)
-        )
+        for run in range(settings.laplacian_runs):  # seeds apart from those of each run's restarts
+            run_settings = settings.replace(seed=settings.seed + run * settings.restarts)
+            run_progress = _pass_progress(progress, 1 + run, passes)
+            clusterings.append(_cluster(embedded, k, True, run_settings, loss, stage, run_progress, cancel))
     if choice is None or len(clusterings) > 1:
         choice = choose_foreground(
             graph, [c.labels for c in clusterings], k, brightness, touching, settings.centre_prior
         )
     index, is_foreground = choice
-    clustering, kept = clusterings[index], ("colour", "colour + laplacian")[index]
+    clustering, kept = clusterings[index], "colour + laplacian" if index else "colour"
     on_foreground = is_foreground[clustering.labels]  # per node
     many = many_objects(graph, on_foreground, touching)
     sides = settings.colour_sides

@@ -157,13 +157,22 @@ class Settings:
     )
     laplacian_features: int = _setting(
         6,
-        "Foreground stage: the network clusters the image a second time with this many leading "
-        "eigenvectors of the graph (smooth across regions, sharp at their boundaries) added to "
-        "the colour of each node; the foreground is chosen from both clusterings by its outline. "
+        "Foreground stage: the network clusters the image again (laplacian_runs times) with this "
+        "many leading eigenvectors of the graph (smooth across regions, sharp at their "
+        "boundaries) added to the colour of each node; the foreground is chosen from all the "
+        "clusterings by its outline. "
         "Skipped where colour finds objects apart on a quiet background (a field of nuclei). "
         "0 = colour only, one clustering (faster).",
         min=0,
         max=64,
+    )
+    laplacian_runs: int = _setting(
+        3,
+        "Foreground stage: trainings of the network on the graph with Laplacian features, each "
+        "from its own seed; the foreground is chosen among the clusters of every one. More runs "
+        "find more objects whole, at the cost of one training each.",
+        min=1,
+        max=16,
     )
     loss: Literal["ncut", "mincut", "cc", "modularity"] = _setting(
         "ncut",
