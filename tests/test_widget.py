@@ -268,13 +268,14 @@ def test_a_frame_left_out_is_said(make_napari_viewer, qtbot, notifications):
     run_and_wait(qtbot, open_widget(viewer, "Foreground / background"))
     assert viewer.layers["framed foreground"].metadata["foreground"]["inside_frame"] == [[3, 61], [3, 61]]
     kind, message = notifications[-1]
-    assert kind == "info" and "'framed' was left out as background (kept 3-60 x 3-60)" in message
+    assert kind == "info" and "around 'framed' was left out as background" in message
+    assert "(kept 3-60 x 3-60)" in message
     assert "trim_frame" in message
 
 
 def test_the_frame_note_names_the_frames_of_a_series():
     series = {"frames": [{"n_clusters": 3}, None, {"inside_frame": [[2, 30], [1, 31]]}]}
-    assert "around frame 3 of 'cells' was left out" in _widget._frame_note(series, "cells")
+    assert "around 'cells' in frame 3 was left out" in _widget._frame_note(series, "cells")
     assert "kept 2-29 x 1-30" in _widget._frame_note(series, "cells")
     assert _widget._frame_note({"foreground": {"n_clusters": 2}}, "cells") == ""
 

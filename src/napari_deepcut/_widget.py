@@ -865,11 +865,11 @@ def _frame_note(metadata: dict, name: str) -> str:
     framed = [t for t, f in enumerate(facts) if f and "inside_frame" in f]
     if not framed:
         return ""
-    where = f"frame {', '.join(str(t + 1) for t in framed)} of " if "frames" in metadata else ""
+    where = f" in frame {', '.join(str(t + 1) for t in framed)}" if "frames" in metadata else ""
     box = " x ".join(f"{start}-{stop - 1}" for start, stop in facts[framed[0]]["inside_frame"])
     return (
-        f"napari-deepcut: a frame around {where}'{name}' was left out as background (kept "
-        f"{box}); turn off trim_frame to segment it too"
+        f"napari-deepcut: a border around '{name}'{where} was left out as background, a frame "
+        f"or vignette (kept {box}); turn off trim_frame to segment it too"
     )
 
 
