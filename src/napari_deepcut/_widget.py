@@ -847,11 +847,16 @@ def segment_frames(data, layer, axes: ImageAxes, dtype, stage_of_frame: Callable
     return labels, stages
 
 
+def _foreground_facts(metadata: dict) -> list[dict | None]:
+    """The foreground stage's facts per frame of a series, or of the single image as one frame."""
+    return metadata["frames"] if "frames" in metadata else [metadata.get("foreground")]
+
+
 def _emptied_frames(metadata: dict) -> tuple[list[int], bool]:
     """The frames (0 for a single image) left empty because nothing in them stands out from the
     noise: the clustering found one region there, or the empty-field check emptied what it found
     (``contrast_to_noise`` under ``min_contrast``); and whether the check emptied any."""
-    facts = metadata["frames"] if "frames" in metadata else [metadata.get("foreground")]
+    facts = _foreground_facts(metadata)
     threshold = metadata["settings"]["min_contrast"]
     checked = [t for t, f in enumerate(facts) if f and f.get("contrast_to_noise", np.inf) < threshold]
     single = [t for t, f in enumerate(facts) if f and f.get("n_clusters") == 1]
@@ -861,7 +866,7 @@ def _emptied_frames(metadata: dict) -> tuple[list[int], bool]:
 def _frame_note(metadata: dict, name: str) -> str:
     """What to tell the user when a frame around the image (a frame of the series) was left out
     as background (``inside_frame``); empty when none was."""
-    facts = metadata["frames"] if "frames" in metadata else [metadata.get("foreground")]
+    facts = _foreground_facts(metadata)
     framed = [t for t, f in enumerate(facts) if f and "inside_frame" in f]
     if not framed:
         return ""
