@@ -80,6 +80,8 @@ class _ClusterMLP(torch.autograd.Function):
     :math:`\nabla W_3 = G_3^T A_2`, :math:`G_2 = (G_3 W_3) \odot ELU'(Z_2)`,
     :math:`\nabla W_2 = G_2^T A_1`, :math:`G_1 = (G_2 W_2) \odot ELU'(Z_1)`,
     :math:`\nabla W_1 = G_1^T X`, and each bias gradient is the column sum of its :math:`G`.
+    The sums over rows of :math:`\nabla W_1, \nabla W_2` and their biases are taken block by
+    block and added in block order, so they are the same bit for bit on any number of threads.
     """
 
     @staticmethod
@@ -104,23 +106,24 @@ class _ClusterMLP(torch.autograd.Function):
         G3 = S * (G - (G * S).sum(1, keepdim=True))
         gx = torch.empty_like(x) if ctx.needs_input_grad[0] else None
 
-        def run(blocks):
-            gw2, gw1 = torch.zeros_like(w2), torch.zeros_like(w1)
-            gb2, gb1 = w2.new_zeros(len(w2)), w1.new_zeros(len(w1))
+        def run(blocks):  # each block's share of the weight gradients
+            shares = []
             for block in blocks:
                 a1, a2 = A1[block], A2[block]
                 g2 = (G3[block] @ w3).mul_(a2.clamp_max(0).add_(1))
-                gw2.addmm_(g2.T, a1)
-                gb2 += g2.sum(0)
                 g1 = (g2 @ w2).mul_(a1.clamp_max(0).add_(1))
-                gw1.addmm_(g1.T, x[block])
-                gb1 += g1.sum(0)
+                shares.append((g1.T @ x[block], g1.sum(0), g2.T @ a1, g2.sum(0)))
                 if gx is not None:
                     torch.mm(g1, w1, out=gx[block])
-            return gw1, gb1, gw2, gb2
+            return shares
 
-        partial = _in_parallel(run, len(x), ctx.rows, ctx.workers)
-        gw1, gb1, gw2, gb2 = (sum(g[1:], g[0]) for g in zip(*partial))  # in run order
+        # summed in block order, whichever thread computed each block: the gradients, and so
+        # the training, do not depend on the number of threads
+        shares = [share for run in _in_parallel(run, len(x), ctx.rows, ctx.workers) for share in run]
+        gw1, gb1, gw2, gb2 = shares[0]
+        for share in shares[1:]:
+            for total, part in zip((gw1, gb1, gw2, gb2), share):
+                total += part
         return gx, None, None, None, None, gw1, gb1, gw2, gb2, G3.T @ A2, G3.sum(0)
 
 
