@@ -278,6 +278,9 @@ def test_the_frame_note_names_the_frames_of_a_series():
     assert "around 'cells' in frame 3 was left out" in _widget._frame_note(series, "cells")
     assert "kept 2-29 x 1-30" in _widget._frame_note(series, "cells")
     assert _widget._frame_note({"foreground": {"n_clusters": 2}}, "cells") == ""
+    series["frames"][0]["inside_frame"] = [[4, 28], [4, 28]]  # boxes differ: the first is named
+    assert "in frame 1, 3 was left out" in _widget._frame_note(series, "cells")
+    assert "kept 4-27 x 4-27 in frame 1)" in _widget._frame_note(series, "cells")
 
 
 # --- volumes, time series, samples -----------------------------------------------------------------

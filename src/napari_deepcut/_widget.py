@@ -864,17 +864,19 @@ def _emptied_frames(metadata: dict) -> tuple[list[int], bool]:
 
 
 def _frame_note(metadata: dict, name: str) -> str:
-    """What to tell the user when a frame around the image (a frame of the series) was left out
-    as background (``inside_frame``); empty when none was."""
+    """What to tell the user when a border around the image (a uniform frame, a picture frame or
+    a vignette; in any frame of a series) was left out as background (``inside_frame``): where,
+    and the box kept (that of the first frame named, when several are); empty when none was."""
     facts = _foreground_facts(metadata)
     framed = [t for t, f in enumerate(facts) if f and "inside_frame" in f]
     if not framed:
         return ""
     where = f" in frame {', '.join(str(t + 1) for t in framed)}" if "frames" in metadata else ""
     box = " x ".join(f"{start}-{stop - 1}" for start, stop in facts[framed[0]]["inside_frame"])
+    whose = f" in frame {framed[0] + 1}" if len(framed) > 1 else ""
     return (
         f"napari-deepcut: a border around '{name}'{where} was left out as background, a frame "
-        f"or vignette (kept {box}); turn off trim_frame to segment it too"
+        f"or vignette (kept {box}{whose}); turn off trim_frame to segment it too"
     )
 
 
