@@ -85,7 +85,8 @@ def contrast(image: np.ndarray, settings: Settings = CHECK_OFF) -> float:
     foreground = foreground_stage(prepared, settings).labels.astype(bool)
     if not foreground.any() or foreground.all():
         return float("nan")
-    return foreground_contrast(prepared, foreground)
+    segmented = prepared.relief[0] if settings.relief else prepared  # the image the stage segmented
+    return foreground_contrast(segmented, foreground)
 
 
 def summary(values: list[float]) -> str:

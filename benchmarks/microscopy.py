@@ -5,7 +5,9 @@ a Gaussian point-spread function) and changes one thing a real acquisition chang
 illumination, a wide range of brightness between objects, bright-field polarity, low signal to
 noise, a 16-bit camera using a few hundred grey levels, a sparse or a dense field, objects of a
 few pixels, a 3D volume, phase contrast (the optical path of dome-shaped cells minus its local
-average: dark rims, centres near the background's grey, a faint bright halo). Every method segments each image with its defaults and is scored by
+average: dark rims, centres near the background's grey, a faint bright halo), differential
+interference contrast (DIC: that path's slope along a diagonal, each cell lit on one side and
+shadowed on the other). Every method segments each image with its defaults and is scored by
 foreground IoU against the drawn objects. The kinds are not the public data sets the product is
 judged on; they separate the conditions those data sets mix, so a failure can be traced to one.
 
@@ -75,13 +77,18 @@ def draw(kind: str, rng: np.random.Generator, size: int = 256):
     image = background + signal + rng.normal(0, noise, shape)
     if kind == "bright-field":
         image = 1.0 - 0.6 * signal + rng.normal(0, noise, shape)  # dark objects on a bright field
-    if kind == "phase contrast":
-        # the optical path of dome-shaped cells, minus its average over about a cell: dark cells
-        # with a bright halo around them, on a mid-grey field
+    if kind in ("phase contrast", "DIC"):
+        # the optical path of dome-shaped cells
         depth = ndimage.distance_transform_edt(labels > 0)
         path = np.sqrt(np.clip(depth / radius[0], 0, 1)) * (1.0 + 0.15 * texture / texture.std())
         path = ndimage.gaussian_filter(path, 1.0)
-        image = 0.5 - 0.4 * (path - ndimage.gaussian_filter(path, radius[0] / 2)) + rng.normal(0, noise, shape)
+        if kind == "phase contrast":
+            # minus its average over about a cell: dark cells with a bright halo, on mid-grey
+            image = 0.5 - 0.4 * (path - ndimage.gaussian_filter(path, radius[0] / 2)) + rng.normal(0, noise, shape)
+        else:
+            # its slope along the shear (a diagonal): each cell lit on one side, shadowed on the other
+            slope = sum(np.gradient(path, axis=a) for a in range(path.ndim)) / np.sqrt(path.ndim)
+            image = 0.5 + 1.2 * slope + rng.normal(0, noise, shape)
     if kind == "16-bit with few grey levels":
         image = np.round(100 + 300 * image).clip(0, 65535).astype(np.uint16)
     else:
@@ -102,6 +109,7 @@ KINDS = (
     "large cells",
     "3d volume",
     "phase contrast",
+    "DIC",
 )
 
 

@@ -283,6 +283,27 @@ def test_the_frame_note_names_the_frames_of_a_series():
     assert "kept 4-27 x 4-27 in frame 1)" in _widget._frame_note(series, "cells")
 
 
+@needs_display
+def test_a_relief_image_integrated_is_said(make_napari_viewer, qtbot, notifications):
+    from _synthetic import cells, dic
+
+    viewer = make_napari_viewer()
+    path, _ = cells(shape=(128, 128), count=10, seed=2)
+    viewer.add_image(dic(path, np.pi / 4, seed=3), name="dic")
+    run_and_wait(qtbot, open_widget(viewer, "Foreground / background"))
+    assert viewer.layers["dic foreground"].metadata["foreground"]["relief_shear_degrees"] == 45.0
+    kind, message = notifications[-1]
+    assert kind == "info" and "'dic' was read as relief contrast (DIC)" in message
+
+
+def test_the_relief_note_says_where_an_image_was_integrated():
+    assert "'cells' was read as relief contrast (DIC)" in _widget._relief_note({"foreground": {"relief_shear_degrees": 45.0}}, "cells")
+    assert "along its shear, 45 degrees" in _widget._relief_note({"foreground": {"relief_shear_degrees": 45.0}}, "cells")
+    series = {"frames": [{"n_clusters": 3}, {"relief_shear_degrees": 22.5}]}
+    assert "'cells' in frame 2 was read" in _widget._relief_note(series, "cells")
+    assert _widget._relief_note({"foreground": {"n_clusters": 2}}, "cells") == ""
+
+
 # --- volumes, time series, samples -----------------------------------------------------------------
 
 

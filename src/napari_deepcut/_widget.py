@@ -102,6 +102,7 @@ GRAPH_SETTINGS = (
     "dino_components",
     "feature_neighbours",
     "long_range_weight",
+    "relief",
 )
 GRAPH_MAIN_SETTINGS = ("nodes", "n_segments", "compactness", "downsample", "affinity_sigma")
 
@@ -739,9 +740,9 @@ class ForegroundWidget(_RunWidget):
                 f"napari-deepcut: frame {frames} of '{layer.name}' left empty: nothing stands out "
                 "from the noise there"
             )
-        note = _frame_note(outcome.metadata, layer.name)
-        if note:
-            show_info(note)
+        for note in (_frame_note(outcome.metadata, layer.name), _relief_note(outcome.metadata, layer.name)):
+            if note:
+                show_info(note)
         self.status.value = self._done_text(f"added '{new.name}'")
 
 
@@ -880,6 +881,21 @@ def _frame_note(metadata: dict, name: str) -> str:
     )
 
 
+def _relief_note(metadata: dict, name: str) -> str:
+    """What to tell the user when the image (any frame of a series) was read as relief contrast
+    and integrated along its shear (``relief_shear_degrees``); empty when it was not."""
+    facts = _foreground_facts(metadata)
+    relief = [t for t, f in enumerate(facts) if f and "relief_shear_degrees" in f]
+    if not relief:
+        return ""
+    where = f" in frame {', '.join(str(t + 1) for t in relief)}" if "frames" in metadata else ""
+    return (
+        f"napari-deepcut: '{name}'{where} was read as relief contrast (DIC) and integrated along "
+        f"its shear, {facts[relief[0]]['relief_shear_degrees']:g} degrees, before segmentation; "
+        "turn off relief to segment its intensities"
+    )
+
+
 def _result_metadata(settings: Settings, image_name: str, stage_name: str, stages: list, axes: ImageAxes) -> dict:
     """Layer metadata: settings, version, source and per-stage facts (per frame for a series)."""
     before = (None,) * (0 if stage_name == "foreground" else 1)  # run_metadata's stage slot
@@ -965,6 +981,8 @@ class SuperpixelPreviewWidget(_RunWidget):
             )
             if prepared.constant:
                 raise ValueError("the image is constant: there are no regions to show")
+            if settings.relief:  # the image the stages segment
+                prepared = prepared.relief[0]
             return Outcome(build_graph(prepared, settings), {"settings": settings.as_dict()})
 
         return job

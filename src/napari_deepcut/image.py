@@ -9,9 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
+
+if TYPE_CHECKING:
+    from .relief import Shear
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,15 @@ class PreparedImage:
         from skimage.color import rgb2lab
 
         return (rgb2lab(self.data, channel_axis=-1) / 100.0).astype(np.float32)
+
+    @cached_property
+    def relief(self) -> tuple[PreparedImage, Shear | None]:
+        """This image as the stages segment it when ``relief`` is on, and the shear it was
+        integrated along, or None (:func:`~napari_deepcut.relief.relief_view`); found once for
+        both stages."""
+        from .relief import relief_view
+
+        return relief_view(self)
 
     @cached_property
     def noise(self) -> float:
@@ -126,7 +139,9 @@ def gaussian_in_threads(array: np.ndarray, widths, threads: int | None = None) -
     return out
 
 
-def _percentile_rescale(channel: np.ndarray, low: float = 1.0, high: float = 99.8) -> np.ndarray:
+def percentile_rescale(channel: np.ndarray, low: float = 1.0, high: float = 99.8) -> np.ndarray:
+    """``(x - p_low) / (p_high - p_low)`` clipped to [0, 1], float32, with ``p`` the channel's
+    percentiles (its minimum and maximum when they are equal)."""
     # Percentiles of a strided sample: as robust as the full array, and fast on large images.
     flat = channel.reshape(-1)
     sample = flat[:: max(1, flat.size // 1_000_000)]
@@ -139,8 +154,8 @@ def _percentile_rescale(channel: np.ndarray, low: float = 1.0, high: float = 99.
 
 
 def _rescale_channels(array: np.ndarray) -> np.ndarray:
-    """Each channel of ``(*spatial, C)`` rescaled on its own by :func:`_percentile_rescale`."""
-    return np.stack([_percentile_rescale(array[..., c]) for c in range(array.shape[-1])], -1)
+    """Each channel of ``(*spatial, C)`` rescaled on its own by :func:`percentile_rescale`."""
+    return np.stack([percentile_rescale(array[..., c]) for c in range(array.shape[-1])], -1)
 
 
 def _grey_channel(array: np.ndarray) -> int | None:
@@ -243,7 +258,7 @@ def prepare_image(
         data = array.astype(np.float32) / 255.0
     elif rgb:
         # One scale for all three channels keeps hue.
-        data = _percentile_rescale(array)
+        data = percentile_rescale(array)
     else:
         data = _rescale_channels(array)
     return PreparedImage(data=np.ascontiguousarray(data, np.float32), rgb=bool(rgb), spacing=spacing, constant=constant)

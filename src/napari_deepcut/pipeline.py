@@ -27,6 +27,7 @@ from .image import (
     trend_steps,
 )
 from .refine import ObjectRims, dim_objects, faint_objects, holes_filled, object_edges, object_holes, refine_labels
+from .relief import Shear
 from .settings import Settings, fields, from_kwargs
 
 ProgressCallback = Callable[[Progress], None]
@@ -66,6 +67,9 @@ class StageResult:
         Foreground stage: first and last + 1 index along each spatial axis of the image inside a
         frame (:func:`~napari_deepcut.image.content_box`), whose outside is background; empty
         when no frame was found.
+    relief : Shear or None
+        The shear a relief-contrast image was integrated along before the stage
+        (:func:`~napari_deepcut.relief.relief_view`); None when it was not.
     """
 
     labels: np.ndarray
@@ -78,6 +82,7 @@ class StageResult:
     adapted_segments: int = 0
     contrast: float = float("nan")
     inside_frame: tuple[tuple[int, int], ...] = ()
+    relief: Shear | None = None
 
 
 @dataclass
@@ -132,6 +137,8 @@ def run_metadata(settings: Settings, *stages: StageResult | None) -> dict:
                 info[name]["contrast_to_noise"] = round(stage.contrast, 1)
             if stage.inside_frame:
                 info[name]["inside_frame"] = [list(ends) for ends in stage.inside_frame]
+            if stage.relief is not None:
+                info[name]["relief_shear_degrees"] = round(float(np.degrees(stage.relief.angle)), 1)
     return info
 
 
@@ -957,6 +964,9 @@ def foreground_stage(
     With ``dark_field``, on a grey or multichannel dark field (fluorescence) the foreground is
     brighter than the background (:func:`dark_field_brightness`).
 
+    With ``relief``, a grey 2D image in relief contrast (DIC) is first integrated along its shear
+    (:func:`~napari_deepcut.relief.relief_view`), and the stage segments the integral.
+
     In an RGB photo read as one object, connected pieces of the foreground smaller than
     ``min_piece`` of the largest are dropped (:func:`drop_small_pieces`). Grey and multichannel
     scenes keep them: there a small piece is as likely a cell cut by the image border.
@@ -985,6 +995,7 @@ def foreground_stage(
     start = time.perf_counter()
     if image.constant:
         return StageResult(np.zeros(image.spatial_shape, np.uint8), None, None, 0, 0.0)
+    image, shear = image.relief if settings.relief else (image, None)
     result, many, apart, _ = _foreground_pass(image, settings, progress, cancel, "foreground")
     unevenness = 0.0
     if settings.level_background and not apart:
@@ -1032,6 +1043,7 @@ def foreground_stage(
         all_faint = significance > 0 and not mask.any()
         result.labels = clean_foreground(mask, settings.keep_largest, settings.fill_holes).astype(np.uint8)
     result.background_unevenness = unevenness
+    result.relief = shear
     if result.n_clusters == 1 and not result.labels.any():
         warnings.warn(
             "the clustering found one region only (nothing in the image differs from the rest by "
@@ -1143,7 +1155,8 @@ def parts_stage(
     With ``parts="auto"`` the number is found, at most ``settings.max_parts``: by the loss itself
     when it is K-less (``cc``, ``modularity``), else by the eigengap of the graph's affinities
     (:func:`~napari_deepcut.baselines.eigengap_clusters`) before the loss cuts into that many. On
-    pixel nodes that eigengap is taken on a superpixel graph of the same mask.
+    pixel nodes that eigengap is taken on a superpixel graph of the same mask. With ``relief``, a
+    relief-contrast image is integrated first, as in :func:`foreground_stage`.
     """
     start = time.perf_counter()
     _check_parts(parts)
@@ -1157,6 +1170,7 @@ def parts_stage(
         raise ValueError("foreground_mask is empty: paint or compute a foreground first")
     if image.constant:
         return StageResult(mask.astype(np.uint16), None, None, 1, 0.0)
+    image, shear = image.relief if settings.relief else (image, None)
     k = settings.max_parts if parts == "auto" else int(parts)
     _begin_step("building the graph", "parts", progress, cancel)
     graph = build_graph(image, settings, mask=mask)
@@ -1179,7 +1193,7 @@ def parts_stage(
         clusters = graph.to_image(clusters, fill=0)
     clusters[~mask] = 0  # pixel blocks may straddle the mask's edge
     labels, n_found = _ordered_parts(clusters, k)
-    return StageResult(labels, graph, clustering, n_found, time.perf_counter() - start)
+    return StageResult(labels, graph, clustering, n_found, time.perf_counter() - start, relief=shear)
 
 
 # --- public API --------------------------------------------------------------------------------

@@ -258,6 +258,14 @@ class Settings:
         "the background around them is uneven (vignetting, an off-centre lamp), that background, "
         "measured on the pixels found to be background, is subtracted and the stage runs again.",
     )
+    relief: bool = _setting(
+        True,
+        "Grey 2D images (both stages): a relief-contrast image (DIC), whose objects are lit on "
+        "one side and shadowed on the other, is integrated along its shear before segmentation, "
+        "so its objects become bumps on an even background. Found from the image: light paired "
+        "with shadow along one direction, most pixels at the background's grey, and an "
+        "integral more skewed than the image.",
+    )
     dark_field: bool = _setting(
         True,
         "Foreground stage, grey and multichannel images: on a dark field (half the image within "
