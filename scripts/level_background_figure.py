@@ -26,15 +26,12 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "docs" / "level_background.png"))
     args = parser.parse_args()
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import torch
     from skimage import data
 
     from napari_deepcut import segment
     from napari_deepcut.evaluate import iou
+    from napari_deepcut.figures import grey_panels
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from microscopy import KINDS, draw
@@ -42,25 +39,19 @@ def main() -> None:
     torch.set_num_threads(1)
     kind = "uneven illumination"
     field, truth = draw(kind, np.random.default_rng([0, KINDS.index(kind)]))
-    rows = [("coins (scikit-image)", data.coins(), None), (f"synthetic: {kind}", field, truth)]
-    figure, axes = plt.subplots(len(rows), 3, figsize=(10.5, 3.3 * len(rows)))
-    for (name, image, reference), axis in zip(rows, axes):
+    rows = []
+    for name, image, reference in [("coins (scikit-image)", data.coins(), None), (f"synthetic: {kind}", field, truth)]:
         once = segment(image, level_background=False).foreground
         result = segment(image)
         levelled = result.metadata()["foreground"].get("background_levelled")
         panels = [
-            (image, name),
             (once, "level_background=False"),
             (result.foreground, f"defaults (unevenness {levelled})" if levelled else "defaults (not levelled)"),
         ]
-        for (picture, title), ax in zip(panels, axis):
-            if reference is not None and picture is not image:
-                title += f", IoU {iou(picture, reference):.3f}"
-            ax.imshow(picture, cmap="gray")
-            ax.set_title(title, fontsize=9)
-            ax.axis("off")
-    figure.tight_layout()
-    figure.savefig(args.out, dpi=80)
+        if reference is not None:
+            panels = [(picture, f"{title}, IoU {iou(picture, reference):.3f}") for picture, title in panels]
+        rows.append([(image, name), *panels])
+    grey_panels(rows, args.out)
     print(f"wrote {args.out}")
 
 

@@ -26,14 +26,11 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "docs" / "relief.png"))
     args = parser.parse_args()
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import torch
 
     from napari_deepcut import segment
     from napari_deepcut.evaluate import iou
+    from napari_deepcut.figures import grey_panels
     from napari_deepcut.image import prepare_image
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -44,19 +41,12 @@ def main() -> None:
     integral, shear = prepare_image(field).relief
     result = segment(field)
     plain = segment(field, relief=False).foreground
-    panels = [
+    grey_panels([[
         (field, "synthetic DIC field"),
         (integral.data[..., 0], f"integrated along {np.degrees(shear.angle):g} degrees"),
         (plain, f"relief=False, IoU {iou(plain, truth):.3f}"),
         (result.foreground, f"defaults, IoU {iou(result.foreground, truth):.3f}"),
-    ]
-    figure, axes = plt.subplots(1, len(panels), figsize=(14, 3.8))
-    for (picture, title), ax in zip(panels, axes):
-        ax.imshow(picture, cmap="gray")
-        ax.set_title(title, fontsize=9)
-        ax.axis("off")
-    figure.tight_layout()
-    figure.savefig(args.out, dpi=80)
+    ]], args.out)
     print(f"wrote {args.out}")
 
 

@@ -1,7 +1,7 @@
 """Pictures of results: label overlays, and the method-comparison figure of ``napari-deepcut compare``.
 
-matplotlib (Agg backend) is imported only by :func:`comparison_figure` and Pillow only by
-:func:`save_small_png`.
+matplotlib (Agg backend) is imported only by :func:`comparison_figure` and :func:`grey_panels`,
+and Pillow only by :func:`save_small_png`.
 """
 
 from __future__ import annotations
@@ -68,6 +68,27 @@ def save_small_png(figure, path, dpi: float) -> None:
     picture = Image.open(buffer).convert("RGB")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     picture.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
+
+
+def grey_panels(rows: list[list[tuple[np.ndarray, str]]], path, dpi: float = 80) -> None:
+    """Save rows of 2D pictures, each ``(picture, title)``, drawn in grey without axes, as a PNG
+    (the figures of ``scripts/``: a step with and without it)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = max(len(row) for row in rows)
+    figure, axes = plt.subplots(len(rows), columns, figsize=(3.5 * columns, 3.3 * len(rows)), squeeze=False)
+    for row, axis_row in zip(rows, axes):
+        for ax in axis_row:
+            ax.axis("off")
+        for (picture, title), ax in zip(row, axis_row):
+            ax.imshow(picture, cmap="gray")
+            ax.set_title(title, fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=dpi)
+    plt.close(figure)
 
 
 def _timed(function, *args, **kwargs):
