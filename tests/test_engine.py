@@ -10,6 +10,7 @@ import torch
 from scipy import ndimage
 
 import napari_deepcut.graph as graph_module
+import napari_deepcut.pipeline as pipeline
 from napari_deepcut import SegmentationCancelled, segment, segment_parts
 from napari_deepcut.baselines import eigengap_clusters, spectral_ncut
 from napari_deepcut.graph import (
@@ -568,26 +569,27 @@ def test_dark_field_rule_leaves_bright_fields_and_rgb_alone():
 
 
 def spots_field(radius, step, seed=0, size=256):
-    """Blurred discs of about ``radius`` pixels on a jittered grid ``step`` apart, with noise.
-    (float image, bool truth)."""
+    """Blurred discs of about ``radius`` pixels, one in each ``step``-wide cell of a grid, jittered
+    by up to 3 pixels, with noise. (float image, bool truth)."""
     rng = np.random.default_rng(seed)
+    cells = size // step
+    centres = step // 2 + step * np.indices((cells, cells)) + rng.integers(-3, 4, (2, cells, cells))
+    radii = radius * rng.uniform(0.7, 1.2, (cells, cells))
     yy, xx = np.mgrid[:size, :size]
-    truth = np.zeros((size, size), bool)
-    for cy in range(step // 2, size, step):
-        for cx in range(step // 2, size, step):
-            r = radius * rng.uniform(0.7, 1.2)
-            truth |= (yy - cy - rng.integers(-3, 4)) ** 2 + (xx - cx - rng.integers(-3, 4)) ** 2 < r**2
+    cy, cx = np.minimum(yy // step, cells - 1), np.minimum(xx // step, cells - 1)  # each pixel's cell
+    truth = (yy - centres[0, cy, cx]) ** 2 + (xx - centres[1, cy, cx]) ** 2 < radii[cy, cx] ** 2
     image = 0.1 + 0.7 * ndimage.gaussian_filter(truth.astype(float), 1.0) + rng.normal(0, 0.02, truth.shape)
     return image.astype(np.float32), truth
 
 
 def test_small_objects_get_finer_superpixels():
-    """Spots of a few pixels next to 65-pixel superpixels: the stage runs again with four times as
-    many, and every spot gets nodes of its own. Objects several superpixels wide run once."""
+    """Spots of a few pixels next to 65-pixel superpixels: the stage runs again with at least four
+    times as many, and every spot gets nodes of its own. Objects several superpixels wide run
+    once."""
     image, truth = spots_field(radius=3, step=16)
     coarse = segment(image, adapt_superpixels=False, **FAST)
     fine = segment(image, **FAST)
-    assert fine.metadata()["foreground"]["superpixels_adapted"] == 4000
+    assert fine.metadata()["foreground"]["superpixels_adapted"] >= 4000
     assert iou(fine.foreground, truth) > iou(coarse.foreground, truth) + 0.05
     assert iou(fine.foreground, truth) > 0.9
     image, truth = spots_field(radius=10, step=40)
@@ -595,6 +597,21 @@ def test_small_objects_get_finer_superpixels():
     assert iou(result.foreground, truth) > 0.9
     assert "superpixels_adapted" not in result.metadata()["foreground"]
     assert np.array_equal(result.foreground, segment(image, adapt_superpixels=False, **FAST).foreground)
+
+
+def test_objects_far_smaller_than_the_superpixels_are_measured_again(monkeypatch):
+    """Spots of 2 pixels' radius on a 384 x 384 field hold a twelfth of a 147-pixel superpixel:
+    four times the superpixels (the most one pass asks for) still hold several spots' worth each.
+    The objects found on that finer graph are measured again, and a further pass resolves them."""
+    image, truth = spots_field(radius=2, step=12, size=384)
+    monkeypatch.setattr(pipeline, "FINER_PASSES", 1)
+    once = segment(image, **FAST)
+    assert once.metadata()["foreground"]["superpixels_adapted"] == 4000
+    monkeypatch.undo()
+    again = segment(image, **FAST)
+    assert again.metadata()["foreground"]["superpixels_adapted"] >= 16000
+    assert iou(again.foreground, truth) > 0.9
+    assert iou(again.foreground, truth) > iou(once.foreground, truth) + 0.1
 
 
 def test_refinement_leaves_the_blurred_edge_out_of_the_means(monkeypatch):

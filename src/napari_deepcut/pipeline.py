@@ -751,6 +751,9 @@ OBJECT_SUPERPIXELS = 2.0
 """The superpixels a typical object should cover for the graph to resolve it (:func:`finer_segments`)."""
 MAX_FINER = 4.0
 """At most this many times the superpixels when :func:`finer_segments` asks for more."""
+FINER_PASSES = 3
+"""At most this many finer passes: another follows a pass :data:`MAX_FINER` capped, since objects
+that were far smaller than the superpixels are measured too large (each spans whole nodes)."""
 
 
 def finer_segments(mask: np.ndarray, graph: Graph, n_segments: int) -> int:
@@ -973,7 +976,8 @@ def foreground_stage(
 
     With ``adapt_superpixels``, a scene of many objects smaller than two superpixels each is
     segmented again, on the levelled image if it was levelled, with more superpixels
-    (:func:`finer_segments`).
+    (:func:`finer_segments`); when that count was capped, the objects found on the finer graph are
+    measured again, for at most :data:`FINER_PASSES` passes.
 
     In a scene of many objects, objects whose excess over their surroundings, summed, is under
     ``object_significance`` times its noise are dropped, with a warning when none is left
@@ -1014,11 +1018,17 @@ def foreground_stage(
             image, unevenness = levelled, measured
             result, *_ = _foreground_pass(image, settings, progress, cancel, "foreground, background levelled")
     if settings.adapt_superpixels and settings.nodes == "superpixels" and many:
-        finer = finer_segments(result.labels.astype(bool), result.graph, settings.n_segments)
-        if finer:
+        segments = settings.n_segments
+        for _ in range(FINER_PASSES):
+            finer = finer_segments(result.labels.astype(bool), result.graph, segments)
+            if not finer:
+                break
             finer_settings = settings.replace(n_segments=finer)
             result, *_ = _foreground_pass(image, finer_settings, progress, cancel, "foreground, finer superpixels")
             result.adapted_segments = finer
+            if finer < round(MAX_FINER * segments):  # not capped: the objects were measured
+                break
+            segments = finer
     significance = settings.object_significance
     steps = [  # the steps of a scene of many objects: name, whether it runs, the step
         ("dropping faint objects", significance > 0, lambda m, r: faint_objects(m, image, significance, r)),

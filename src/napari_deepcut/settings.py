@@ -277,7 +277,9 @@ class Settings:
         True,
         "Foreground stage, superpixel nodes: when the foreground is many objects that are small "
         "next to the superpixels (the typical object covers fewer than two), the stage runs again "
-        "with up to four times as many superpixels, so that the graph resolves each object.",
+        "with up to four times as many superpixels, so that the graph resolves each object; when it "
+        "asked for four times as many, the objects are measured again on the finer graph (at most "
+        "three passes).",
     )
     refine: bool = _setting(
         True,
