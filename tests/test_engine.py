@@ -10,8 +10,7 @@ import torch
 from scipy import ndimage
 
 import napari_deepcut.graph as graph_module
-import napari_deepcut.pipeline as pipeline
-from napari_deepcut import SegmentationCancelled, segment, segment_parts
+from napari_deepcut import SegmentationCancelled, pipeline, segment, segment_parts
 from napari_deepcut.baselines import eigengap_clusters, spectral_ncut
 from napari_deepcut.graph import (
     NOISE_FLOOR,
