@@ -8,9 +8,10 @@ few pixels, a 3D volume, phase contrast (the optical path of dome-shaped cells m
 average: dark rims, centres near the background's grey, a faint bright halo), differential
 interference contrast (DIC: that path's slope along a diagonal, each cell lit on one side and
 shadowed on the other), a large field (8 times the side, 3,000 nuclei of a few pixels: a 10x
-objective on a 4-megapixel camera). Every method segments each image with its defaults and is scored by
-foreground IoU against the drawn objects. The kinds are not the public data sets the product is
-judged on; they separate the conditions those data sets mix, so a failure can be traced to one.
+objective on a 4-megapixel camera). Every method segments each image with its defaults and is
+scored by foreground IoU against the drawn objects. The kinds are not the public data sets the
+product is judged on; they separate the conditions those data sets mix, so a failure can be traced
+to one.
 
     python benchmarks/microscopy.py --images 8
     python benchmarks/microscopy.py --images 8 --methods deepcut refine=false   # settings as KEY=VALUE
