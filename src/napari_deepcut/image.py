@@ -81,6 +81,7 @@ def noise_level(colour: np.ndarray) -> float:
     (edges are few, so the median skips them), combined as :math:`\sqrt{\sum_c \hat\sigma_c^2}`."""
     lines = colour.reshape(-1, *colour.shape[-2:])  # (lines, pixels along the last axis, C)
     lines = lines[:: max(1, lines.size // 4_000_000)]  # evenly spaced lines: as robust, and fast
+    lines = lines.astype(np.float32, copy=False)  # integer differences would wrap
     step = np.diff(lines, axis=1).reshape(-1, colour.shape[-1])
     mad = np.median(np.abs(step - np.median(step, 0)), 0)
     return float(np.linalg.norm(mad / (0.6745 * np.sqrt(2.0))))
@@ -167,7 +168,7 @@ def percentile_rescale(channel: np.ndarray, low: float = 1.0, high: float = 99.8
     lo, hi = np.percentile(sample, [low, high])
     if rare and min(channel.shape) > 2:
         median = float(np.median(sample))
-        reach = RARE_OBJECTS * noise_level(channel[..., None].astype(np.float32, copy=False))
+        reach = RARE_OBJECTS * noise_level(channel[..., None])
         if hi - median < reach < float(flat.max()) - median - reach:
             hi = max(hi, float(ndimage.grey_opening(channel, size=3).max()))
         if median - lo < reach < median - float(flat.min()) - reach:
