@@ -613,6 +613,50 @@ def test_objects_far_smaller_than_the_superpixels_are_measured_again(monkeypatch
     assert iou(again.foreground, truth) > iou(once.foreground, truth) + 0.1
 
 
+def faint_discs(size=512, count=10, radius=5, seed=0):
+    """``count`` discs three times the noise above a grey background, scattered over a field of
+    ``size`` pixels a side. (float image, bool truth)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    truth = np.zeros((size, size), bool)
+    for cy, cx in rng.uniform(radius + 2, size - radius - 2, (count, 2)):
+        truth |= (yy - cy) ** 2 + (xx - cx) ** 2 < radius**2
+    return (100 + 30 * truth + rng.normal(0, 10, truth.shape)).astype(np.float32), truth
+
+
+def test_a_large_field_found_empty_is_looked_at_again_more_finely():
+    """Ten faint discs of radius 5 on a 512 x 512 field are a third of a superpixel each at the
+    default 1000: the first graph only splits the noise, which the contrast test empties. Before
+    the field is called empty it is segmented on 4000 superpixels, the size 1000 makes them on
+    256 x 256, which finds the discs. A field of noise stays empty, with one warning."""
+    image, truth = faint_discs()
+    with pytest.warns(UserWarning, match="stands out"):
+        once = segment(image, retry_finer=False, **FAST)
+    assert not once.foreground.any()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = segment(image, **FAST)
+    assert again.metadata()["foreground"]["superpixels_retried"] == 4000
+    assert iou(again.foreground, truth) > 0.8
+    noise = np.random.default_rng(1).normal(100, 10, (512, 512)).astype(np.float32)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        empty = segment(noise, **FAST)
+    assert not empty.foreground.any()
+    assert empty.metadata()["foreground"]["superpixels_retried"] == 4000
+    assert len(caught) == 1 and caught[0].filename == __file__  # the last attempt's, at the caller
+
+
+def test_retries_step_four_times_finer_down_to_the_superpixels_of_256_squared():
+    assert pipeline.retry_segments((256, 256), 1000) == []
+    assert pipeline.retry_segments((300, 300), 1000) == []  # 1.37 times: not worth a pass
+    assert pipeline.retry_segments((512, 512), 1000) == [4000]
+    assert pipeline.retry_segments((1024, 1024), 1000) == [4000, 16000]
+    assert pipeline.retry_segments((700, 700), 1000) == [4000, 7477]
+    assert pipeline.retry_segments((48, 128, 128), 500) == [2000, 6000]
+    assert pipeline.retry_segments((8192, 8192), 1000)[-1] == 100_000  # the setting's maximum
+
+
 def test_refinement_leaves_the_blurred_edge_out_of_the_means(monkeypatch):
     """Spots of a few pixels blurred by a point-spread function: counted in the local means, their
     edge pixels pull both means toward the midpoint and the outlines drift outward. Left out (the

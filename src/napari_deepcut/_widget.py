@@ -74,6 +74,7 @@ FOREGROUND_ONLY = (
     "level_background",
     "dark_field",
     "adapt_superpixels",
+    "retry_finer",
     "object_significance",
     "dim_objects",
     "object_edges",

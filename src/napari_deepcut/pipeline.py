@@ -60,6 +60,9 @@ class StageResult:
     adapted_segments : int
         Foreground stage: the superpixels asked for when the stage ran again on finer superpixels
         for small objects (:func:`finer_segments`); 0 when it did not.
+    retried_segments : int
+        Foreground stage: the superpixels asked for when the stage ran again because it found
+        nothing on fewer (:func:`retry_segments`; the last count tried); 0 when it did not.
     contrast : float
         Foreground stage: how far the foreground found stands out from the image's noise
         (:func:`foreground_contrast`); NaN when not measured (``min_contrast=0``).
@@ -80,6 +83,7 @@ class StageResult:
     kept: str = ""
     background_unevenness: float = 0.0
     adapted_segments: int = 0
+    retried_segments: int = 0
     contrast: float = float("nan")
     inside_frame: tuple[tuple[int, int], ...] = ()
     relief: Shear | None = None
@@ -133,6 +137,8 @@ def run_metadata(settings: Settings, *stages: StageResult | None) -> dict:
                 info[name]["background_levelled"] = round(stage.background_unevenness, 3)
             if stage.adapted_segments:
                 info[name]["superpixels_adapted"] = stage.adapted_segments
+            if stage.retried_segments:
+                info[name]["superpixels_retried"] = stage.retried_segments
             if np.isfinite(stage.contrast):
                 info[name]["contrast_to_noise"] = round(stage.contrast, 1)
             if stage.inside_frame:
@@ -747,6 +753,33 @@ def _choose(
 
 
 _MAX_SEGMENTS = next(f for f in fields() if f.name == "n_segments").metadata["max"]
+SEGMENTS_PIXELS = 256 * 256
+"""The image size (pixels or voxels) ``n_segments`` is meant for: the superpixels' size there is
+the finest :func:`retry_segments` looks at."""
+
+
+def retry_segments(shape: tuple[int, ...], n_segments: int) -> list[int]:
+    r"""The superpixel counts to look again at an image of ``shape`` with when nothing was found
+    on ``n_segments``: four times as many each time, up to
+    :math:`n N / N_0` for :math:`N` pixels (voxels) and :math:`N_0 = 256^2`
+    (:data:`SEGMENTS_PIXELS`), superpixels as small as ``n_segments`` makes them on a 256 x 256
+    image; within the setting's range. Empty for an image no larger than that.
+
+    Objects far smaller than the superpixels are lost in their means before the graph can
+    measure them, and the step to take is not known: on a field of rims (phase contrast) too
+    fine a graph sees the halo and texture, so the coarser counts come first.
+    """
+    finest = min(n_segments * float(np.prod(shape)) / SEGMENTS_PIXELS, _MAX_SEGMENTS)
+    counts = []
+    count = float(n_segments)
+    while count * MAX_FINER < finest:
+        count *= MAX_FINER
+        counts.append(int(round(count)))
+    if finest >= 1.5 * (counts[-1] if counts else n_segments):  # a smaller step is not worth a pass
+        counts.append(int(round(finest)))
+    return counts
+
+
 OBJECT_SUPERPIXELS = 2.0
 """The superpixels a typical object should cover for the graph to resolve it (:func:`finer_segments`)."""
 MAX_FINER = 4.0
@@ -995,7 +1028,35 @@ def foreground_stage(
     Otherwise, with ``min_contrast`` > 0, a foreground that does not stand out from the image's
     noise by that much (:func:`foreground_contrast`, net of the background's smooth trend) is
     emptied, with a warning: an empty field holds no object, though the clustering may split its
-    noise in two, or cut off the bright side of its uneven illumination."""
+    noise in two, or cut off the bright side of its uneven illumination.
+
+    With ``retry_finer``, when the foreground of an image larger than 256 x 256 pixels comes out
+    empty, the stage runs again on more superpixels, coarse to fine (:func:`retry_segments`),
+    until a foreground is kept; the warnings are the last run's. Objects far smaller than the
+    superpixels are lost in their means before they can be measured, so a large field is looked
+    at more finely before it is called empty."""
+    retries = retry_segments(image.spatial_shape, settings.n_segments)
+    if not (settings.retry_finer and settings.nodes == "superpixels" and retries):
+        return _find_foreground(image, settings, progress, cancel)
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _find_foreground(image, settings, progress, cancel)
+    for segments in retries:
+        if result.labels.any() or image.constant:
+            break
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = _find_foreground(image, settings.replace(n_segments=segments), progress, cancel)
+        result.retried_segments = segments
+    for caught_warning in caught:
+        warnings.warn(caught_warning.message, stacklevel=3)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _find_foreground(image: PreparedImage, settings: Settings, progress, cancel) -> StageResult:
+    """:func:`foreground_stage` on ``settings.n_segments`` superpixels, without a retry."""
     start = time.perf_counter()
     if image.constant:
         return StageResult(np.zeros(image.spatial_shape, np.uint8), None, None, 0, 0.0)
@@ -1058,14 +1119,14 @@ def foreground_stage(
         warnings.warn(
             "the clustering found one region only (nothing in the image differs from the rest by "
             "more than its noise): the foreground is empty",
-            stacklevel=3,
+            stacklevel=4,
         )
     elif all_faint:
         warnings.warn(
             f"no object stands out from the image's noise (each object found sums to less than "
             f"object_significance={settings.object_significance:g} times the noise): the "
             f"foreground is empty",
-            stacklevel=3,
+            stacklevel=4,
         )
     elif settings.min_contrast > 0:
         result.contrast = foreground_contrast(image, result.labels.astype(bool))
@@ -1074,7 +1135,7 @@ def foreground_stage(
                 f"no object stands out from the image's noise (the foreground found is "
                 f"{result.contrast:.1f} times the noise from the background and its trend, under "
                 f"min_contrast={settings.min_contrast:g}): the foreground is left empty",
-                stacklevel=3,
+                stacklevel=4,
             )
             result.labels = np.zeros_like(result.labels)
     result.seconds = time.perf_counter() - start

@@ -47,6 +47,13 @@ class Settings:
     n_segments: int = _setting(
         1000, "Approximate number of superpixels (superpixel nodes).", min=2, max=100_000
     )
+    retry_finer: bool = _setting(
+        True,
+        "Foreground stage, superpixel nodes: when nothing is found on an image of more than "
+        "256 x 256 pixels (voxels), the stage runs again on four times as many superpixels, then "
+        "four times that, down to the size n_segments gives them on 256 x 256, before the "
+        "foreground is left empty: objects far smaller than the superpixels are lost in their means.",
+    )
     compactness: float = _setting(
         10.0,
         "SLIC trade-off between colour and space: higher gives rounder, more regular superpixels.",
