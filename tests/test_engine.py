@@ -633,10 +633,12 @@ def test_a_large_field_found_empty_is_looked_at_again_more_finely():
     with pytest.warns(UserWarning, match="stands out"):
         once = segment(image, retry_finer=False, **FAST)
     assert not once.foreground.any()
+    steps = []
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        again = segment(image, **FAST)
+        again = segment(image, progress=lambda p: steps.append(p.step), **FAST)
     assert again.metadata()["foreground"]["superpixels_retried"] == 4000
+    assert "nothing found: looking again on 4000 superpixels" in steps
     assert iou(again.foreground, truth) > 0.8
     noise = np.random.default_rng(1).normal(100, 10, (512, 512)).astype(np.float32)
     with warnings.catch_warnings(record=True) as caught:

@@ -1045,6 +1045,7 @@ def foreground_stage(
     for segments in retries:
         if result.labels.any() or image.constant:
             break
+        _begin_step(f"nothing found: looking again on {segments} superpixels", "foreground", progress, cancel)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             result = _find_foreground(image, settings.replace(n_segments=segments), progress, cancel)
