@@ -649,6 +649,50 @@ def test_a_large_field_found_empty_is_looked_at_again_more_finely():
     assert len(caught) == 1 and caught[0].filename == __file__  # the last attempt's, at the caller
 
 
+def lamp_field(size=512, count=20, radius=4, seed=0):
+    """Blurred discs on the uneven light of an off-centre lamp (a Gaussian falloff over half the
+    field), the discs dimmer where the light is: a quarter of a default superpixel each at 512 x
+    512. (float image, bool truth)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    light = np.exp(-(((yy / size) - 0.4) ** 2 + ((xx / size) - 0.6) ** 2) / 0.18)
+    truth = np.zeros((size, size), bool)
+    for cy, cx in rng.uniform(radius + 2, size - radius - 2, (count, 2)):
+        truth |= (yy - cy) ** 2 + (xx - cx) ** 2 < radius**2
+    discs = ndimage.gaussian_filter(truth.astype(float), 1.5) * (0.3 + 0.7 * light)
+    return (0.05 + 0.25 * light + 0.8 * discs + rng.normal(0, 0.03, truth.shape)).astype(np.float32), truth
+
+
+def test_a_glow_without_an_edge_is_not_an_object():
+    """Small cells under a lamp's uneven light: on the default superpixels the light's bright
+    side is taken for one object. Its outline has no edge, so it is emptied, and the look on
+    finer superpixels finds the cells."""
+    image, truth = lamp_field()
+    glow = segment(image, min_edge=0, **FAST)
+    assert iou(glow.foreground, truth) < 0.1 and glow.foreground.mean() > 0.1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cells = segment(image, **FAST)
+    assert cells.metadata()["foreground"]["superpixels_retried"] == 4000
+    assert iou(cells.foreground, truth) > 0.6
+
+
+def test_outline_edge_tells_an_object_from_a_glow():
+    """A disc with a blurred edge, even as faint as the noise, has an outline at least twice as
+    sharp as the image's typical gradient; the bright side of a smooth light has none."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:256, :256]
+    disc = (yy - 128) ** 2 + (xx - 128) ** 2 < 30**2
+    for step in (0.03, 0.3):
+        blurred = ndimage.gaussian_filter(disc * 1.0, 1.5)
+        image = prepare_image(0.2 + step * blurred + rng.normal(0, 0.03, disc.shape))
+        assert pipeline.outline_edge(image, disc) > 2
+    light = np.exp(-((yy - 100) ** 2 + (xx - 140) ** 2) / 120.0**2)
+    image = prepare_image(0.2 + 0.3 * light + rng.normal(0, 0.03, disc.shape))
+    assert pipeline.outline_edge(image, light > 0.5) < 1.5
+    assert pipeline.outline_edge(image, np.zeros_like(disc)) == np.inf
+
+
 def test_retries_step_four_times_finer_down_to_the_superpixels_of_256_squared():
     assert pipeline.retry_segments((256, 256), 1000) == []
     assert pipeline.retry_segments((300, 300), 1000) == []  # 1.37 times: not worth a pass
@@ -1637,8 +1681,8 @@ def test_constant_image_warns_and_returns_empty_labels():
 def test_an_empty_field_of_noise_gives_an_empty_foreground(shape, monkeypatch):
     """Pure noise holds no object. The noise floor of the affinity scale leaves it one cluster, on
     superpixels and on pixel nodes. Without the floor the clustering splits the noise, but what it
-    finds does not stand out once smoothed (nor, read as many objects, object by object). Either
-    way the foreground is empty and a warning says why."""
+    finds does not stand out once smoothed (nor, read as many objects, object by object), and its
+    outline has no edge. Either way the foreground is empty and a warning says why."""
     field = np.random.default_rng(0).normal(100, 10, shape).astype(np.float32)
     on_pixels = dict(FAST, nodes="pixels", downsample=2)
     for nodes in (FAST, on_pixels):
@@ -1654,7 +1698,10 @@ def test_an_empty_field_of_noise_gives_an_empty_foreground(shape, monkeypatch):
         result = segment(field, **alone)
     assert not result.foreground.any()
     assert result.foreground_stage.contrast < 2.0
-    kept = segment(field, min_contrast=0, **alone)  # both checks off: the clustering's split stays
+    with pytest.warns(UserWarning, match="no edge"):  # the outline check alone
+        result = segment(field, min_contrast=0, **alone)
+    assert not result.foreground.any()
+    kept = segment(field, min_contrast=0, min_edge=0, **alone)  # every check off: the split stays
     assert kept.foreground.any() and np.isnan(kept.foreground_stage.contrast)
 
 
@@ -1694,8 +1741,11 @@ def test_a_graded_empty_field_gives_an_empty_foreground(kind):
         .clip(0, 255)
         .astype(np.uint8),
     }[kind]
-    kept = segment(field, min_contrast=0, centre_prior=False, **FAST)  # the check off: the field is split
+    kept = segment(field, min_contrast=0, min_edge=0, centre_prior=False, **FAST)  # checks off: a split
     assert kept.foreground.any() and not kept.foreground.all()
+    if kind != "vignetted RGB":  # the split's outline has no edge (RGB photos are not checked)
+        with pytest.warns(UserWarning, match="no edge"):
+            assert not segment(field, min_contrast=0, centre_prior=False, **FAST).foreground.any()
     prepared = prepare_image(field)
     sides = trend_steps(np.moveaxis(prepared.colour, -1, 0), kept.foreground.astype(bool), degree=0)
     smoothed_noise = prepared.noise * noise_gain(smoothing_widths(CONTRAST_WIDTH, prepared.spacing))

@@ -70,6 +70,7 @@ FOREGROUND_ONLY = (
     "trim_frame",
     "centre_prior",
     "min_contrast",
+    "min_edge",
     "colour_sides",
     "level_background",
     "dark_field",

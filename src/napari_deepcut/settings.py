@@ -249,6 +249,16 @@ class Settings:
         min=0.0,
         max=1000.0,
     )
+    min_edge: float = _setting(
+        1.5,
+        "Foreground stage, grey / multichannel images: the foreground is kept only when the "
+        "gradient along its outline (its median, on the image smoothed over one pixel or over "
+        "two, whichever is sharper) is at least this many times the image's median gradient; "
+        "otherwise it is a glow without an edge, such as a lamp's uneven light, and the "
+        "foreground is empty, with a warning. 0 keeps every foreground.",
+        min=0.0,
+        max=1000.0,
+    )
     colour_sides: Literal["many", "always", "off"] = _setting(
         "many",
         "Foreground stage: after the foreground decision, each node joins the side (foreground "
