@@ -1064,7 +1064,10 @@ def foreground_stage(
     Otherwise, with ``min_contrast`` > 0, a foreground that does not stand out from the image's
     noise by that much (:func:`foreground_contrast`, net of the background's smooth trend) is
     emptied, with a warning: an empty field holds no object, though the clustering may split its
-    noise in two, or cut off the bright side of its uneven illumination.
+    noise in two, or cut off the bright side of its uneven illumination. With ``min_edge`` > 0, a
+    foreground of a grey or multichannel image whose outline has no edge (:func:`outline_edge`)
+    is emptied too, with a warning: the bright side of a lamp's light that stands out from a
+    quadratic trend, or a split of noise.
 
     With ``retry_finer``, when the foreground of an image larger than 256 x 256 pixels comes out
     empty, the stage runs again on more superpixels, coarse to fine (:func:`retry_segments`),
