@@ -886,7 +886,7 @@ def outline_edge(image: PreparedImage, foreground: np.ndarray) -> float:
         widths = smoothing_widths(width, image.spacing)
         squares = np.zeros(image.spatial_shape, np.float32)
         for channel in np.moveaxis(image.colour, -1, 0):
-            squares += ndimage.gaussian_gradient_magnitude(channel.astype(np.float32), widths) ** 2
+            squares += ndimage.gaussian_gradient_magnitude(channel, widths) ** 2
         typical = float(np.median(squares))
         ratios.append(np.sqrt(np.median(squares[outline]) / typical) if typical > 0 else float("inf"))
     return float(max(ratios))
