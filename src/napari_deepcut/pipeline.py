@@ -862,10 +862,10 @@ EDGE_WIDTHS = (1.0, 2.0)
 
 def outline_edge(image: PreparedImage, foreground: np.ndarray) -> float:
     r"""How sharp a foreground's outline is: with :math:`|\nabla (g * x)|` the gradient of the
-    colours x smoothed by a Gaussian g (summed over the channels in quadrature), its median over
-    the outline O (foreground pixels with a background neighbour; the image border is not an
-    outline) over its median over the whole image I, at the sharper of the widths
-    :data:`EDGE_WIDTHS`:
+    colours x smoothed by a Gaussian g (central differences, summed over the channels in
+    quadrature), its median over the outline O (foreground pixels with a background neighbour;
+    the image border is not an outline) over its median over the whole image I, at the sharper
+    of the widths :data:`EDGE_WIDTHS`:
 
     .. math:: e = \max_g \frac{\operatorname{median}_O |\nabla (g * x)|}{\operatorname{median}_I |\nabla (g * x)|} .
 
@@ -886,8 +886,13 @@ def outline_edge(image: PreparedImage, foreground: np.ndarray) -> float:
         widths = smoothing_widths(width, image.spacing)
         squares = np.zeros(image.spatial_shape, np.float32)
         for channel in np.moveaxis(image.colour, -1, 0):
-            squares += ndimage.gaussian_gradient_magnitude(channel, widths) ** 2
-        typical = float(np.median(squares))
+            smoothed = gaussian_in_threads(channel, widths)
+            for axis in range(smoothed.ndim):
+                squares += np.gradient(smoothed, axis=axis) ** 2
+            del smoothed
+        # the image's median from a regular sample of about a million pixels: as robust, faster
+        flat = squares.reshape(-1)
+        typical = float(np.median(flat[:: max(1, flat.size // 1_000_000)]))
         ratios.append(np.sqrt(np.median(squares[outline]) / typical) if typical > 0 else float("inf"))
     return float(max(ratios))
 
@@ -1046,7 +1051,11 @@ def foreground_stage(
     With ``adapt_superpixels``, a scene of many objects smaller than two superpixels each is
     segmented again, on the levelled image if it was levelled, with more superpixels
     (:func:`finer_segments`); when that count was capped, the objects found on the finer graph are
-    measured again, for at most :data:`FINER_PASSES` passes.
+    measured again, for at most :data:`FINER_PASSES` passes. Not on the integral of a relief
+    image: integrated along the shear, its pixel noise becomes streaks of the cells' size, which
+    finer superpixels resolve and take for cells, and which the pixel noise measured on the
+    integral (from neighbouring pixels) understates: fourfold per pixel, twentyfold after
+    smoothing over two pixels (``benchmarks/RESULTS.md``).
 
     In a scene of many objects, objects whose excess over their surroundings, summed, is under
     ``object_significance`` times its noise are dropped, with a warning when none is left
@@ -1118,7 +1127,9 @@ def _find_foreground(image: PreparedImage, settings: Settings, progress, cancel)
         if levelled is not None:
             image, unevenness = levelled, measured
             result, *_ = _foreground_pass(image, settings, progress, cancel, "foreground, background levelled")
-    if settings.adapt_superpixels and settings.nodes == "superpixels" and many:
+    # Not on a relief integral: its noise, integrated along the shear, is streaks of the cells'
+    # size, which finer superpixels resolve and the pixel noise measured does not account for.
+    if settings.adapt_superpixels and settings.nodes == "superpixels" and many and shear is None:
         segments = settings.n_segments
         for _ in range(FINER_PASSES):
             finer = finer_segments(result.labels.astype(bool), result.graph, segments)

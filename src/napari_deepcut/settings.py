@@ -296,7 +296,8 @@ class Settings:
         "next to the superpixels (the typical object covers fewer than two), the stage runs again "
         "with up to four times as many superpixels, so that the graph resolves each object; when it "
         "asked for four times as many, the objects are measured again on the finer graph (at most "
-        "three passes).",
+        "three passes). Not on the integral of a relief (DIC) image, whose noise is streaks of "
+        "the cells' size.",
     )
     refine: bool = _setting(
         True,
