@@ -628,7 +628,8 @@ def test_a_large_field_found_empty_is_looked_at_again_more_finely():
     """Ten faint discs of radius 5 on a 512 x 512 field are a third of a superpixel each at the
     default 1000: the first graph only splits the noise, which the contrast test empties. Before
     the field is called empty it is segmented on 4000 superpixels, the size 1000 makes them on
-    256 x 256, which finds the discs. A field of noise stays empty, with one warning."""
+    256 x 256, which finds the discs. A field of noise stays empty, with one warning, and is not
+    looked at again: no detail in it rises above the noise."""
     image, truth = faint_discs()
     with pytest.warns(UserWarning, match="stands out"):
         once = segment(image, retry_finer=False, **FAST)
@@ -645,8 +646,33 @@ def test_a_large_field_found_empty_is_looked_at_again_more_finely():
         warnings.simplefilter("always")
         empty = segment(noise, **FAST)
     assert not empty.foreground.any()
-    assert empty.metadata()["foreground"]["superpixels_retried"] == 4000
-    assert len(caught) == 1 and caught[0].filename == __file__  # the last attempt's, at the caller
+    assert again.metadata()["foreground"]["finer_detail_to_noise"] > 1
+    assert empty.metadata()["foreground"]["finer_detail_to_noise"] < 1
+    assert "superpixels_retried" not in empty.metadata()["foreground"]
+    assert len(caught) == 1 and caught[0].filename == __file__  # the first attempt's, at the caller
+
+
+def test_finer_detail_rises_above_the_noise_only_where_something_is():
+    """Fields of noise, with or without a smooth trend (grey, Poisson, RGB, a volume), stay under
+    the height noise reaches; discs smaller than the superpixels rise above it, even as bright
+    as the noise's own spread, as do cells under a lamp's uneven light."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:512, :512] / 511.0
+    vignette = 1.0 - ((yy - 0.5) ** 2 + (xx - 0.5) ** 2) / 0.5
+    empty = [
+        rng.normal(100, 10, (512, 512)).astype(np.float32),
+        rng.poisson(3, (512, 512)).astype(np.uint16),
+        rng.poisson(50 * (0.6 + 0.4 * vignette)).astype(np.uint16),
+        rng.normal(80 + 40 * xx, 5).clip(0, 255).astype(np.uint8),
+        rng.normal(100, 10, (400, 400, 3)).clip(0, 255).astype(np.uint8),
+        rng.normal(100, 10, (24, 128, 128)).clip(0, 255).astype(np.uint8),
+    ]
+    for field in empty:
+        assert pipeline.finer_detail(prepare_image(field), 1000) < 1
+    image, truth = faint_discs()
+    as_bright_as_noise = (100 + 10 * truth + rng.normal(0, 10, truth.shape)).astype(np.float32)
+    for field in (image, as_bright_as_noise, lamp_field()[0]):
+        assert pipeline.finer_detail(prepare_image(field), 1000) > 1
 
 
 def lamp_field(size=512, count=20, radius=4, seed=0):

@@ -21,6 +21,7 @@ from .image import (
     gaussian_in_threads,
     level_background,
     noise_gain,
+    noise_level,
     opened_background,
     prepare_image,
     smoothing_widths,
@@ -66,6 +67,10 @@ class StageResult:
     contrast : float
         Foreground stage: how far the foreground found stands out from the image's noise
         (:func:`foreground_contrast`); NaN when not measured (``min_contrast=0``).
+    finer_detail : float
+        Foreground stage, when nothing was found on an image large enough for finer superpixels:
+        how far its finer detail rises above what noise reaches (:func:`finer_detail`; under 1,
+        the finer superpixels were not tried); NaN when not measured.
     inside_frame : tuple of (int, int)
         Foreground stage: first and last + 1 index along each spatial axis of the image inside a
         frame (:func:`~napari_deepcut.image.content_box`), whose outside is background; empty
@@ -85,6 +90,7 @@ class StageResult:
     adapted_segments: int = 0
     retried_segments: int = 0
     contrast: float = float("nan")
+    finer_detail: float = float("nan")
     inside_frame: tuple[tuple[int, int], ...] = ()
     relief: Shear | None = None
 
@@ -141,6 +147,8 @@ def run_metadata(settings: Settings, *stages: StageResult | None) -> dict:
                 info[name]["superpixels_retried"] = stage.retried_segments
             if np.isfinite(stage.contrast):
                 info[name]["contrast_to_noise"] = round(stage.contrast, 1)
+            if np.isfinite(stage.finer_detail):
+                info[name]["finer_detail_to_noise"] = round(stage.finer_detail, 2)
             if stage.inside_frame:
                 info[name]["inside_frame"] = [list(ends) for ends in stage.inside_frame]
             if stage.relief is not None:
@@ -780,6 +788,58 @@ def retry_segments(shape: tuple[int, ...], n_segments: int) -> list[int]:
     return counts
 
 
+DETAIL_FALSE_ALARM = 1e-3
+"""A bound on the chance that noise alone takes an empty image past :func:`finer_detail`'s level."""
+
+
+def finer_detail(image: PreparedImage, n_segments: int) -> float:
+    r"""How far the image's detail finer than ``n_segments`` superpixels rises above the noise,
+    over the height that noise alone reaches: the colours x smoothed by a Gaussian g of width
+    :data:`CONTRAST_WIDTH`, minus their mean u over a box of the superpixels' side (which takes
+    away the background and its trend, and what is as large as a superpixel), at its highest
+    over the channels c and the pixels p, over the pixel noise :math:`\hat\sigma_c` as that
+    filter scales it,
+
+    .. math:: z = \max_{c, p} \frac{|(g - u * g) * x_c|_p}{\hat\sigma_c \, \|g - u * g\|_2},
+              \qquad d = z / \sqrt{2 \ln(N C / \alpha)} ,
+
+    for N pixels and C channels. Noise alone reaches a height t at a given pixel with a chance
+    under :math:`e^{-t^2/2}`, so the denominator of d anywhere in the image with a chance under
+    :math:`\alpha` (:data:`DETAIL_FALSE_ALARM`); smoothing only makes its pixels fewer
+    independent draws. Pixels closer to the border than three widths are left out, where the
+    filter's mirrored edge raises the noise. Objects smaller than the superpixels, which
+    :func:`retry_segments` looks for, rise above it (``benchmarks/RESULTS.md``, at 1024 x 1024:
+    1.3 on discs of radius 5 as bright as the noise's spread, 2.8 on phase contrast, 6.7 on DIC);
+    fields of noise, graded or not, stay under it (0.56-0.85), but for some of few counts, whose
+    Poisson noise grows with the signal (1.00 and 1.04 of 84 fields). Noise that is not white,
+    which the estimate from neighbouring pixels understates, only raises d. Infinite when a
+    channel has no measurable noise.
+    """
+    sampling = np.asarray(image.spacing, float) / min(image.spacing)
+    pixels = int(np.prod(image.spatial_shape))
+    side = (pixels * float(np.prod(sampling)) / max(n_segments, 1)) ** (1 / image.ndim)
+    box = [max(1, 2 * int(round(side / s / 2)) + 1) for s in sampling]  # odd, in pixels per axis
+    widths = smoothing_widths(CONTRAST_WIDTH, image.spacing)
+    impulse = np.zeros([b + 2 * int(np.ceil(4 * w)) + 2 for b, w in zip(box, widths)], np.float64)
+    impulse[tuple(n // 2 for n in impulse.shape)] = 1.0
+    response = ndimage.gaussian_filter(impulse, widths)
+    gain = float(np.linalg.norm(response - ndimage.uniform_filter(response, box)))
+    inner = tuple(
+        slice(min(m, (n - 1) // 2), n - min(m, (n - 1) // 2))
+        for n, m in zip(image.spatial_shape, (int(np.ceil(3 * w)) for w in widths))
+    )
+    highest = 0.0
+    for channel in np.moveaxis(image.colour, -1, 0):  # one filtered channel in memory at a time
+        noise = noise_level(channel[..., None])
+        if noise == 0:
+            return float("inf")
+        detail = gaussian_in_threads(channel, widths)
+        detail -= ndimage.uniform_filter(detail, box)
+        highest = max(highest, float(np.abs(detail[inner]).max()) / (noise * gain))
+        del detail
+    return highest / float(np.sqrt(2 * np.log(pixels * image.colour.shape[-1] / DETAIL_FALSE_ALARM)))
+
+
 OBJECT_SUPERPIXELS = 2.0
 """The superpixels a typical object should cover for the graph to resolve it (:func:`finer_segments`)."""
 MAX_FINER = 4.0
@@ -1082,7 +1142,9 @@ def foreground_stage(
     empty, the stage runs again on more superpixels, coarse to fine (:func:`retry_segments`),
     until a foreground is kept; the warnings are the last run's. Objects far smaller than the
     superpixels are lost in their means before they can be measured, so a large field is looked
-    at more finely before it is called empty."""
+    at more finely before it is called empty: unless no detail finer than the superpixels rises
+    above what noise reaches (:func:`finer_detail`), as in a field of noise, graded or not, where
+    the finer runs would cost ten times the first for nothing."""
     retries = retry_segments(image.spatial_shape, settings.n_segments)
     if not (settings.retry_finer and settings.nodes == "superpixels" and retries):
         return _find_foreground(image, settings, progress, cancel)
@@ -1090,14 +1152,22 @@ def foreground_stage(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = _find_foreground(image, settings, progress, cancel)
+    if result.labels.any() or image.constant:
+        retries = []
+    else:
+        _begin_step("nothing found: looking for detail finer than the superpixels", "foreground", progress, cancel)
+        detail = finer_detail(image, settings.n_segments)
+        result.finer_detail = detail
+        if detail < 1:
+            retries = []  # nothing there for finer superpixels to find
     for segments in retries:
-        if result.labels.any() or image.constant:
-            break
         _begin_step(f"nothing found: looking again on {segments} superpixels", "foreground", progress, cancel)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             result = _find_foreground(image, settings.replace(n_segments=segments), progress, cancel)
-        result.retried_segments = segments
+        result.retried_segments, result.finer_detail = segments, detail
+        if result.labels.any():
+            break
     for caught_warning in caught:
         warnings.warn(caught_warning.message, stacklevel=3)
     result.seconds = time.perf_counter() - start

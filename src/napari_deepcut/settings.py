@@ -52,7 +52,8 @@ class Settings:
         "Foreground stage, superpixel nodes: when nothing is found on an image of more than "
         "256 x 256 pixels (voxels), the stage runs again on four times as many superpixels, then "
         "four times that, down to the size n_segments gives them on 256 x 256, before the "
-        "foreground is left empty: objects far smaller than the superpixels are lost in their means.",
+        "foreground is left empty: objects far smaller than the superpixels are lost in their means. "
+        "Not when no detail finer than the superpixels rises above the image's noise.",
     )
     compactness: float = _setting(
         10.0,
