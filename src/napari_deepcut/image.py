@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 from scipy import ndimage
@@ -34,12 +34,20 @@ class PreparedImage:
         Physical size of a pixel / voxel along each spatial axis.
     constant : bool
         Whether the image holds a single value (nothing to segment).
+    source : ndarray or None
+        The input's values ``(*spatial, C)`` that ``data`` rescales and clips (a view of a numpy
+        input, not a copy), for a grey or multichannel image as given; None for RGB and for the
+        images derived from one (levelled, integrated).
+    levels : tuple of (float, float), or None
+        Each channel's ``(p_low, p_high)`` of that rescaling, with ``source``.
     """
 
     data: np.ndarray
     rgb: bool
     spacing: tuple[float, ...]
     constant: bool
+    source: np.ndarray | None = None
+    levels: tuple[tuple[float, float], ...] | None = None
 
     @property
     def spatial_shape(self) -> tuple[int, ...]:
@@ -58,6 +66,20 @@ class PreparedImage:
         from skimage.color import rgb2lab
 
         return (rgb2lab(self.data, channel_axis=-1) / 100.0).astype(np.float32)
+
+    def channels(self, unclipped: bool = False) -> Iterator[np.ndarray]:
+        """The channels of :attr:`colour`, one at a time; with ``unclipped``, as the rescaling
+        leaves them before it clips them to [0, 1] (:func:`percentile_rescale`), where the input is
+        known: objects rarer than the share clipped keep the tops (bottoms) of their steps."""
+        for c in range(self.data.shape[-1]):
+            if not (unclipped and self.source is not None and self.levels is not None):
+                yield self.colour[..., c]
+                continue
+            channel = np.empty(self.spatial_shape, np.float32)
+            rows = max(1, (1 << 22) // max(1, channel[0].size))  # in slabs of about 4 M values
+            for start in range(0, len(channel), rows):
+                channel[start : start + rows] = _rescaled(self.source[start : start + rows, ..., c], *self.levels[c])
+            yield channel
 
     @cached_property
     def relief(self) -> tuple[PreparedImage, Shear | None]:
@@ -162,6 +184,18 @@ def percentile_rescale(channel: np.ndarray, low: float = 1.0, high: float = 99.8
     .. math:: p_{high} \leftarrow \max(p_{high}, \max \gamma_3(x)) \quad \text{if} \quad
               p_{high} - m < 4 \hat\sigma < \max x - m - 4 \hat\sigma.
     """
+    return np.clip(_rescaled(channel, *percentile_levels(channel, low, high, rare)), 0.0, 1.0)
+
+
+def _rescaled(channel: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """``(x - lo) / (hi - lo)`` of a channel, unclipped."""
+    return (channel.astype(np.float32) - lo) / (hi - lo)
+
+
+def percentile_levels(
+    channel: np.ndarray, low: float = 1.0, high: float = 99.8, rare: bool = True
+) -> tuple[float, float]:
+    """The ``(p_low, p_high)`` that :func:`percentile_rescale` maps to 0 and 1, ``p_high > p_low``."""
     # Percentiles of a strided sample: as robust as the full array, and fast on large images.
     flat = channel.reshape(-1)
     sample = flat[:: max(1, flat.size // 1_000_000)]
@@ -176,13 +210,16 @@ def percentile_rescale(channel: np.ndarray, low: float = 1.0, high: float = 99.8
     if hi <= lo:
         lo, hi = float(flat.min()), float(flat.max())
     if hi <= lo:
-        return np.zeros(channel.shape, np.float32)
-    return np.clip((channel.astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)
+        hi = lo + 1.0  # a constant channel: all 0
+    return lo, hi
 
 
-def _rescale_channels(array: np.ndarray) -> np.ndarray:
-    """Each channel of ``(*spatial, C)`` rescaled on its own by :func:`percentile_rescale`."""
-    return np.stack([percentile_rescale(array[..., c]) for c in range(array.shape[-1])], -1)
+def _rescale_channels(array: np.ndarray) -> tuple[np.ndarray, tuple[tuple[float, float], ...]]:
+    """Each channel of ``(*spatial, C)`` rescaled on its own by :func:`percentile_rescale`, and
+    the channels' levels."""
+    levels = tuple(percentile_levels(array[..., c]) for c in range(array.shape[-1]))
+    data = np.stack([np.clip(_rescaled(array[..., c], *levels[c]), 0.0, 1.0) for c in range(array.shape[-1])], -1)
+    return data, levels
 
 
 def _grey_channel(array: np.ndarray) -> int | None:
@@ -278,6 +315,7 @@ def prepare_image(
         raise ValueError(f"spacing must be positive and finite, got {spacing}")
 
     constant = bool(array.min() == array.max())
+    source = levels = None
     if constant:
         warnings.warn("the image is constant: there is nothing to segment", stacklevel=3)
         data = np.zeros(array.shape, np.float32)
@@ -287,8 +325,15 @@ def prepare_image(
         # One scale for all three channels keeps hue.
         data = percentile_rescale(array, rare=False)
     else:
-        data = _rescale_channels(array)
-    return PreparedImage(data=np.ascontiguousarray(data, np.float32), rgb=bool(rgb), spacing=spacing, constant=constant)
+        (data, levels), source = _rescale_channels(array), array
+    return PreparedImage(
+        data=np.ascontiguousarray(data, np.float32),
+        rgb=bool(rgb),
+        spacing=spacing,
+        constant=constant,
+        source=source,
+        levels=levels,
+    )
 
 
 def _block_quantile(values: np.ndarray, keep: np.ndarray, block: tuple[int, ...], q: float) -> np.ndarray:
@@ -411,8 +456,8 @@ def _unevenness(surface: np.ndarray, data: np.ndarray, foreground: np.ndarray, b
 
 def _minus_surface(image: PreparedImage, surface: np.ndarray) -> PreparedImage:
     """``image`` minus a background ``surface``, each channel rescaled between its percentiles."""
-    levelled = _rescale_channels(image.data - surface)
-    return dataclasses.replace(image, data=np.ascontiguousarray(levelled, np.float32))
+    levelled, _ = _rescale_channels(image.data - surface)
+    return dataclasses.replace(image, data=np.ascontiguousarray(levelled, np.float32), source=None, levels=None)
 
 
 OPENING_WIDTH = 3.0

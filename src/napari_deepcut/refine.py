@@ -333,10 +333,13 @@ def object_edges(mask: np.ndarray, image: PreparedImage, rims: ObjectRims | None
 
     The colours are projected on the step between the two sides' mean colours,
     :math:`v_p = (x_p - m_B) \cdot (m_F - m_B) / |m_F - m_B|` (the intensity itself, up to scale,
-    for grey). For each connected object o, with :math:`F_o` the median of v over the object and
-    :math:`B_o` its median over a ring :data:`OBJECT_RING` wide just beyond a band of
-    :data:`OBJECT_BAND` around the object's edge, the pixels of that band (inside and outside,
-    outside pixels going to the nearest object) are foreground when
+    for grey), on the intensities as rescaled before they are clipped to [0, 1]
+    (:meth:`~napari_deepcut.image.PreparedImage.channels`): an object rarer than the share the
+    rescaling clips (dark objects on 1 % of a bright field) keeps the depth of its step, which
+    clipped would put its edge too far out. For each connected object o, with :math:`F_o` the
+    median of v over the object and :math:`B_o` its median over a ring :data:`OBJECT_RING` wide
+    just beyond a band of :data:`OBJECT_BAND` around the object's edge, the pixels of that band
+    (inside and outside, outside pixels going to the nearest object) are foreground when
 
     .. math:: v_p > (F_o + B_o) / 2 ,
 
@@ -363,7 +366,7 @@ def object_edges(mask: np.ndarray, image: PreparedImage, rims: ObjectRims | None
     ndarray of bool
     """
     mask = np.asarray(mask, bool)
-    value = _projected(mask, image.colour)
+    value = _projected(mask, image, unclipped=True)
     if value is None:
         return mask
     rims = ObjectRims.of(mask, image.spacing, rims)
@@ -455,7 +458,7 @@ def faint_objects(
     ndarray of bool
     """
     mask = np.asarray(mask, bool)
-    value = _projected(mask, image.colour) if min_significance > 0 else None
+    value = _projected(mask, image) if min_significance > 0 else None
     if value is None:
         return mask
     rims = ObjectRims.of(mask, image.spacing, rims)
@@ -513,7 +516,7 @@ def dim_objects(mask: np.ndarray, image: PreparedImage, rims: ObjectRims | None 
         re-edges them).
     """
     mask = np.asarray(mask, bool)
-    value = _projected(mask, image.colour)
+    value = _projected(mask, image)
     if value is None:
         return mask
     rims = ObjectRims.of(mask, image.spacing, rims)
@@ -595,20 +598,22 @@ def object_holes(mask: np.ndarray) -> np.ndarray:
     return np.where((holes <= own)[pieces], filled, mask)
 
 
-def _projected(mask: np.ndarray, colour: np.ndarray) -> np.ndarray | None:
+def _projected(mask: np.ndarray, image: PreparedImage, unclipped: bool = False) -> np.ndarray | None:
     r"""The colours projected on the step between the two sides' mean colours,
-    :math:`v_p = (x_p - m_B) \cdot (m_F - m_B) / |m_F - m_B|`; None without two distinct sides."""
+    :math:`v_p = (x_p - m_B) \cdot (m_F - m_B) / |m_F - m_B|`, from
+    :meth:`~napari_deepcut.image.PreparedImage.channels` (``unclipped`` or not); None without two
+    distinct sides."""
     if mask.all() or not mask.any():
         return None
     side = mask.reshape(-1).view(np.uint8)  # sums per side, channel by channel: no copies of a side
-    sums = np.stack([np.bincount(side, channel.reshape(-1), 2) for channel in np.moveaxis(colour, -1, 0)], -1)
+    sums = np.stack([np.bincount(side, channel.reshape(-1), 2) for channel in image.channels(unclipped)], -1)
     centre_b, centre_f = sums / np.bincount(side, minlength=2)[:, None]
     step = np.linalg.norm(centre_f - centre_b)
     if step == 0:
         return None
     direction = ((centre_f - centre_b) / step).astype(np.float32)
     value = np.zeros(mask.shape, np.float32)
-    for channel, base, weight in zip(np.moveaxis(colour, -1, 0), centre_b.astype(np.float32), direction):
+    for channel, base, weight in zip(image.channels(unclipped), centre_b.astype(np.float32), direction):
         value += (channel - base) * weight
     return value
 

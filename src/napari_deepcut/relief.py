@@ -208,4 +208,4 @@ def relief_view(image: PreparedImage) -> tuple[PreparedImage, Shear | None]:
     path = integrate_relief(grey, shear)
     if _skewness(path) - abs(_skewness(flat)) < RELIEF_SKEW:
         return image, None
-    return dataclasses.replace(image, data=percentile_rescale(path)[..., None]), shear
+    return dataclasses.replace(image, data=percentile_rescale(path)[..., None], source=None, levels=None), shear
