@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_deepcut import evaluate, pipeline
+from napari_deepcut import choice, evaluate, pipeline
 from napari_deepcut.image import content_box
 from napari_deepcut.settings import Settings
 
@@ -71,7 +71,7 @@ VARIANTS = [
 def largest_gap_split(area, score):
     """The former split: scores sorted (ties: smaller first) and cut at the largest gap between two."""
     area, score = np.asarray(area, float), np.asarray(score, float)
-    order = pipeline.score_order(area, score)
+    order = choice.score_order(area, score)
     below = np.zeros(len(area), bool)
     if len(order) >= 2:
         below[order[: int(np.argmax(np.diff(score[order]))) + 1]] = True
@@ -97,8 +97,8 @@ def border_split_only():
     centre prior)."""
 
     def choose(graph, labelings, n_clusters, brightness=None, touching=True, centre=True):
-        splits = [pipeline.foreground_clusters(graph, labels, n_clusters, touching) for labels in labelings]
-        contrast = [pipeline.cut_contrast(graph, split[labels]) for split, labels in zip(splits, labelings)]
+        splits = [choice.foreground_clusters(graph, labels, n_clusters, touching) for labels in labelings]
+        contrast = [choice.cut_contrast(graph, split[labels]) for split, labels in zip(splits, labelings)]
         index = int(np.argmax(contrast))
         return index, splits[index]
 
@@ -151,9 +151,12 @@ def main() -> None:
                  for name, value in change.pop("patch", {}).items()}
         settings = Settings().replace(**change)
         cells, seconds = [], []
-        engine = {name: getattr(pipeline, name) for name in patch}
-        for name, value in patch.items():
-            setattr(pipeline, name, value)
+        # each name patched in every engine module that holds it (where it is defined and where
+        # it is imported), so the functions of either module see the patch
+        engine = [(module, name, getattr(module, name)) for name in patch for module in (pipeline, choice)
+                  if hasattr(module, name)]
+        for module, name, _ in engine:
+            setattr(module, name, patch[name])
         try:
             for name, set_pairs in pairs.items():
                 scores = evaluate.evaluate(set_pairs, ["deepcut"], settings, show_progress=False)
@@ -161,8 +164,8 @@ def main() -> None:
                 cells.append(f"{row['mIoU']:.3f} ± {row['sem']:.3f}")
                 seconds.append(row["seconds"])
         finally:  # the engine's own rule again, whatever happened
-            for name, value in engine.items():
-                setattr(pipeline, name, value)
+            for module, name, value in engine:
+                setattr(module, name, value)
         print(f"| {label} | " + " | ".join(cells) + f" | {np.mean(seconds):.2f} |", flush=True)
 
 

@@ -1,7 +1,7 @@
 """How far the foreground found stands out from the noise, on empty fields and on real images.
 
 The foreground stage keeps its foreground only when its contrast to the noise
-(:func:`napari_deepcut.pipeline.foreground_contrast`) reaches ``min_contrast``. This prints that
+(:func:`napari_deepcut.checks.foreground_contrast`) reaches ``min_contrast``. This prints that
 ratio, measured with the check off, for empty fields (no object: every foreground found is wrong;
 "one region" counts those the clustering left one cluster, whose foreground is empty already, by
 the noise floor of the affinities): pure noise, and noise on a smooth ramp or vignetting, as blank
@@ -26,7 +26,8 @@ from microscopy import KINDS, draw
 from napari_deepcut.evaluate import find_pairs
 from napari_deepcut.files import read_image
 from napari_deepcut.image import prepare_image
-from napari_deepcut.pipeline import foreground_contrast, foreground_stage
+from napari_deepcut.checks import foreground_contrast
+from napari_deepcut.pipeline import foreground_stage
 from napari_deepcut.settings import Settings
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"

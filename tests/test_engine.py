@@ -10,8 +10,10 @@ import torch
 from scipy import ndimage
 
 import napari_deepcut.graph as graph_module
-from napari_deepcut import SegmentationCancelled, pipeline, segment, segment_parts
+from napari_deepcut import SegmentationCancelled, checks, pipeline, segment, segment_parts
 from napari_deepcut.baselines import eigengap_clusters, spectral_ncut
+from napari_deepcut.checks import CONTRAST_WIDTH
+from napari_deepcut.choice import dark_field_brightness
 from napari_deepcut.graph import (
     NOISE_FLOOR,
     PIXEL_NOISE_FLOOR,
@@ -26,7 +28,7 @@ from napari_deepcut.graph import (
 )
 from napari_deepcut.image import noise_gain, percentile_rescale, prepare_image, smoothing_widths, trend_steps
 from napari_deepcut.losses import Affinity, correlation_clustering_loss, modularity_loss, ncut_loss
-from napari_deepcut.pipeline import CONTRAST_WIDTH, dark_field_brightness, drop_small_pieces
+from napari_deepcut.pipeline import drop_small_pieces
 from napari_deepcut.settings import Settings, from_kwargs
 
 FAST = dict(epochs=150)  # default n_segments: ~9-pixel superpixels on these 96 x 96 images
@@ -203,7 +205,7 @@ def test_foreground_is_decided_by_border_contact_not_size():
 
 
 def test_boundary_foreground_rule():
-    from napari_deepcut.pipeline import boundary_foreground
+    from napari_deepcut.choice import boundary_foreground
 
     # an object away from the border, and a background split in two by the clustering
     assert boundary_foreground([400, 300, 300], [0, 40, 36]).tolist() == [True, False, False]
@@ -317,7 +319,7 @@ def test_what_is_not_a_photo_s_frame():
 def test_colour_sides_bring_back_nuclei_cut_by_the_border_and_dim_nuclei():
     """Nuclei cut by the border (their own cluster) and dim nuclei (clustered with the background):
     the border rule leaves both out; node by node both are nearer the nuclei's mean colour."""
-    from napari_deepcut.pipeline import colour_sides_step, foreground_clusters
+    from napari_deepcut.choice import colour_sides_step, foreground_clusters
 
     yy, xx = np.mgrid[:96, :96]
     inner = (yy - 48) ** 2 + (xx - 48) ** 2 < 10**2
@@ -344,7 +346,7 @@ def test_colour_sides_trim_pieces_but_keep_dim_objects():
     foreground. Node by node the halo and the dim nuclei are nearer the background's mean colour
     than the bright nuclei's: the halo is trimmed from its nucleus, but the dim nuclei, pieces of
     their own, are objects and stay."""
-    from napari_deepcut.pipeline import colour_sides_step
+    from napari_deepcut.choice import colour_sides_step
 
     yy, xx = np.mgrid[:120, :120]
     disc = lambda cy, cx, r: (yy - cy) ** 2 + (xx - cx) ** 2 < r**2  # noqa: E731
@@ -364,7 +366,7 @@ def test_colour_sides_drop_pieces_beyond_the_background():
     """Dark nuclei and a dim one on a mid-grey background, and a patch paler than the background,
     all in the foreground decision: the dim nucleus lies between the background and the nuclei
     and stays; the pale patch lies beyond the background and goes whole."""
-    from napari_deepcut.pipeline import colour_sides_step
+    from napari_deepcut.choice import colour_sides_step
 
     yy, xx = np.mgrid[:120, :120]
     disc = lambda cy, cx, r: (yy - cy) ** 2 + (xx - cx) ** 2 < r**2  # noqa: E731
@@ -668,11 +670,11 @@ def test_finer_detail_rises_above_the_noise_only_where_something_is():
         rng.normal(100, 10, (24, 128, 128)).clip(0, 255).astype(np.uint8),
     ]
     for field in empty:
-        assert pipeline.finer_detail(prepare_image(field), 1000) < 1
+        assert checks.finer_detail(prepare_image(field), 1000) < 1
     image, truth = faint_discs()
     as_bright_as_noise = (100 + 10 * truth + rng.normal(0, 10, truth.shape)).astype(np.float32)
     for field in (image, as_bright_as_noise, lamp_field()[0]):
-        assert pipeline.finer_detail(prepare_image(field), 1000) > 1
+        assert checks.finer_detail(prepare_image(field), 1000) > 1
 
 
 def lamp_field(size=512, count=20, radius=4, seed=0):
@@ -712,21 +714,21 @@ def test_outline_edge_tells_an_object_from_a_glow():
     for step in (0.03, 0.3):
         blurred = ndimage.gaussian_filter(disc * 1.0, 1.5)
         image = prepare_image(0.2 + step * blurred + rng.normal(0, 0.03, disc.shape))
-        assert pipeline.outline_edge(image, disc) > 2
+        assert checks.outline_edge(image, disc) > 2
     light = np.exp(-((yy - 100) ** 2 + (xx - 140) ** 2) / 120.0**2)
     image = prepare_image(0.2 + 0.3 * light + rng.normal(0, 0.03, disc.shape))
-    assert pipeline.outline_edge(image, light > 0.5) < 1.5
-    assert pipeline.outline_edge(image, np.zeros_like(disc)) == np.inf
+    assert checks.outline_edge(image, light > 0.5) < 1.5
+    assert checks.outline_edge(image, np.zeros_like(disc)) == np.inf
 
 
 def test_retries_step_four_times_finer_down_to_the_superpixels_of_256_squared():
-    assert pipeline.retry_segments((256, 256), 1000) == []
-    assert pipeline.retry_segments((300, 300), 1000) == []  # 1.37 times: not worth a pass
-    assert pipeline.retry_segments((512, 512), 1000) == [4000]
-    assert pipeline.retry_segments((1024, 1024), 1000) == [4000, 16000]
-    assert pipeline.retry_segments((700, 700), 1000) == [4000, 7477]
-    assert pipeline.retry_segments((48, 128, 128), 500) == [2000, 6000]
-    assert pipeline.retry_segments((8192, 8192), 1000)[-1] == 100_000  # the setting's maximum
+    assert checks.retry_segments((256, 256), 1000) == []
+    assert checks.retry_segments((300, 300), 1000) == []  # 1.37 times: not worth a pass
+    assert checks.retry_segments((512, 512), 1000) == [4000]
+    assert checks.retry_segments((1024, 1024), 1000) == [4000, 16000]
+    assert checks.retry_segments((700, 700), 1000) == [4000, 7477]
+    assert checks.retry_segments((48, 128, 128), 500) == [2000, 6000]
+    assert checks.retry_segments((8192, 8192), 1000)[-1] == 100_000  # the setting's maximum
 
 
 def test_refinement_leaves_the_blurred_edge_out_of_the_means(monkeypatch):
@@ -1085,7 +1087,7 @@ def test_many_objects_are_read_as_such_on_an_even_background_only():
     """Bright discs on a flat, noisy background: many objects on an even background. The same
     discs on a background of dark and light halves (grass and sky): the background spreads more
     than half the step between the sides, so the scene is not read as a field of objects."""
-    from napari_deepcut.pipeline import even_background, many_objects
+    from napari_deepcut.choice import even_background, many_objects
 
     yy, _ = np.mgrid[:96, :96]
     centres = [(20, 20), (20, 70), (70, 20), (70, 70), (45, 45)]
@@ -1101,7 +1103,7 @@ def test_touching_objects_are_many_objects_on_a_quiet_background_only():
     background of two halves, even (spread under a quarter of the squared step) but not quiet,
     the row of discs is one object among specks. (An object and a band, two pieces, are one object
     on any background: test_a_band_across_the_image_is_not_part_of_one_object.)"""
-    from napari_deepcut.pipeline import QUIET_BACKGROUND, background_spread, even_background, many_objects
+    from napari_deepcut.choice import QUIET_BACKGROUND, background_spread, even_background, many_objects
 
     _, xx = np.mgrid[:96, :96]
     centres = [(20, 14), (20, 28), (20, 42), (20, 56), (20, 70), (70, 20), (70, 70), (45, 45)]
@@ -1118,7 +1120,7 @@ def test_colour_alone_settles_objects_apart_on_a_quiet_background(monkeypatch):
     two halves, or touching in a row, are not settled so; nor is one object, which the second
     clustering serves."""
     from napari_deepcut import pipeline
-    from napari_deepcut.pipeline import objects_on_quiet_background
+    from napari_deepcut.choice import objects_on_quiet_background
 
     _, xx = np.mgrid[:96, :96]
     apart = [(20, 20), (20, 70), (70, 20), (70, 70), (45, 45)]
@@ -1147,7 +1149,7 @@ def test_many_objects_are_judged_piece_by_piece():
     """Nuclei (discs, some cut by the border) with bright rims around the inner ones, clustered in
     three: the nuclei cluster touches the border as much as the background does, so the cluster
     rule keeps the rims alone; those are many pieces, and piece by piece the nuclei join them."""
-    from napari_deepcut.pipeline import boundary_connectivity, foreground_clusters, split_scores
+    from napari_deepcut.choice import boundary_connectivity, foreground_clusters, split_scores
 
     yy, xx = np.mgrid[:120, :120]
     cut = [(0, 30), (0, 90), (119, 30), (119, 90), (30, 0), (90, 0), (30, 119), (90, 119)]
@@ -1172,7 +1174,7 @@ def test_a_band_across_the_image_is_not_part_of_one_object():
     the split of the border scores puts the band (0.25) with the object (0), far from the
     background (1.1); of the splits along the border scores, the object alone has the best
     outline (the band fills part of the image's edge)."""
-    from napari_deepcut.pipeline import boundary_foreground, choose_foreground, foreground_clusters
+    from napari_deepcut.choice import boundary_foreground, choose_foreground, foreground_clusters
 
     yy, xx = np.mgrid[:120, :120]
     thing = ((yy - 45) / 22) ** 2 + ((xx - 60) / 30) ** 2 < 1
@@ -1193,7 +1195,7 @@ def test_a_band_across_the_image_is_not_part_of_one_object():
 
 
 def test_cut_contrast_is_high_along_an_edge_and_low_across_a_region():
-    from napari_deepcut.pipeline import cut_contrast
+    from napari_deepcut.choice import cut_contrast
 
     image, truth = two_region()
     graph = build_graph(prepare_image(image), Settings(nodes="pixels", downsample=1))
@@ -1250,13 +1252,8 @@ def test_pixel_nodes_take_the_laplacian_features_of_their_superpixels():
 
 
 def test_the_foreground_stage_keeps_the_clustering_with_the_stronger_outline():
-    from napari_deepcut.pipeline import (
-        _cluster,
-        cut_contrast,
-        foreground_clusters,
-        foreground_stage,
-        with_laplacian_features,
-    )
+    from napari_deepcut.choice import cut_contrast, foreground_clusters
+    from napari_deepcut.pipeline import _cluster, foreground_stage, with_laplacian_features
 
     image, truth = two_region()
     # a second, darker red square touching the border: colour joins it to the first
@@ -1714,7 +1711,7 @@ def test_an_outline_against_enclosed_clusters_is_not_open():
     two together, face the other band(s), which touch no image border, along one side; the
     square faces the ground only. The outline score alone prefers those parts (their steps
     against the next band are the strongest); counting the open share, the square."""
-    from napari_deepcut.pipeline import open_outline, outline_score
+    from napari_deepcut.choice import open_outline, outline_score
 
     image, truth = three_colours()
     graph = build_graph(prepare_image(image), Settings())
@@ -1963,7 +1960,7 @@ def test_the_centre_prior_ranks_a_central_object_above_it_and_a_band(seed):
     """On the nodes of each region: without the centre prior the object and the band together
     outscore the object alone (end to end, seeds 1 and 3 then take the band with the object: IoU
     0.28 against the object); with the prior the object alone wins."""
-    from napari_deepcut.pipeline import node_centrality, outline_score
+    from napari_deepcut.choice import node_centrality, outline_score
 
     image, regions = band_and_object(seed)
     graph = build_graph(prepare_image(image), Settings())
@@ -1975,7 +1972,7 @@ def test_the_centre_prior_ranks_a_central_object_above_it_and_a_band(seed):
 
 
 def test_centre_share_is_above_one_at_the_centre_and_below_along_an_edge():
-    from napari_deepcut.pipeline import centre_share, node_centrality
+    from napari_deepcut.choice import centre_share, node_centrality
 
     image, regions = band_and_object()
     graph = build_graph(prepare_image(image), Settings())
@@ -2021,7 +2018,7 @@ def test_an_object_filling_the_frame_is_found_whole(nodes, seed):
 
 
 def test_the_border_term_of_a_set_reaching_every_side_is_scaled_by_what_it_leaves_in_pieces():
-    from napari_deepcut.pipeline import image_sides, largest_piece, outline_score
+    from napari_deepcut.choice import image_sides, largest_piece, outline_score
 
     image, regions = object_filling_the_frame()
     graph = build_graph(prepare_image(image), Settings())

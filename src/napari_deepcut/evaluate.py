@@ -67,7 +67,7 @@ def pixel_accuracy(prediction, truth) -> float:
 
 def border_background(labels: np.ndarray) -> np.ndarray:
     """Background pixels of a segmentation with any number of segments, by the engine's
-    boundary-connectivity rule (:func:`napari_deepcut.pipeline.boundary_foreground`): the segments
+    boundary-connectivity rule (:func:`napari_deepcut.choice.boundary_foreground`): the segments
     most connected to the image border, on the high side of Otsu's split of that score, are
     background.
 
@@ -75,7 +75,7 @@ def border_background(labels: np.ndarray) -> np.ndarray:
     -------
     ndarray of bool, ``labels.shape``
     """
-    from .pipeline import boundary_foreground
+    from .choice import boundary_foreground
 
     labels = np.asarray(labels)
     _, inverse = np.unique(labels, return_inverse=True)
