@@ -54,6 +54,12 @@ def _objects(rng, shape, count, radius, min_gap=2.0):
 
 def draw(kind: str, rng: np.random.Generator, size: int = 256):
     """(image, bool mask of the objects) for one field of ``kind`` (see :data:`KINDS`)."""
+    image, labels = draw_labels(kind, rng, size)
+    return image, labels > 0
+
+
+def draw_labels(kind: str, rng: np.random.Generator, size: int = 256):
+    """(image, label image of the objects, 1..N) for one field of ``kind``, as :func:`draw`."""
     shape = (48, size // 2, size // 2) if kind == "3d volume" else (size, size)
     if kind == "large field":
         shape = (8 * size, 8 * size)
@@ -101,7 +107,7 @@ def draw(kind: str, rng: np.random.Generator, size: int = 256):
         image = np.round(100 + 300 * image).clip(0, 65535).astype(np.uint16)
     else:
         image = (np.clip(image, 0, 1) * 255).astype(np.uint8)
-    return image, labels > 0
+    return image, labels
 
 
 KINDS = (

@@ -132,6 +132,23 @@ def test_every_setting_is_a_flag_with_its_default_and_help():
     assert (args.n_segments, args.keep_largest, args.fill_holes) == (7, True, False)
 
 
+def test_objects_are_written_one_label_each(tmp_path):
+    # three disks side by side, as separate objects; in a series each frame is numbered alone
+    grey = np.concatenate([disk_image(seed=s)[0] for s in range(3)], axis=1)
+    tifffile.imwrite(tmp_path / "three.tif", grey)
+    tifffile.imwrite(tmp_path / "movie.tif", np.stack([grey, np.roll(grey, 5, axis=1)]), photometric="minisblack")
+    out = tmp_path / "out"
+    flags = ["--out", str(out), "--objects", "split", "--workers", "1", *FAST]
+    assert main(["segment", str(tmp_path / "three.tif"), *flags]) == 0
+    assert main(["segment", str(tmp_path / "movie.tif"), "--frames", *flags]) == 0
+    objects = tifffile.imread(out / "three_foreground.tif")
+    assert objects.dtype == np.uint32 and objects.max() == 3
+    assert [len(np.unique(objects[:, j * 56 : (j + 1) * 56])) for j in range(3)] == [2, 2, 2]
+    frames = tifffile.imread(out / "movie_foreground.tif")
+    assert frames.dtype == np.uint32 and [frame.max() for frame in frames] == [3, 3]
+    assert json.loads((out / "three_settings.json").read_text())["stages"]["foreground"]["objects"] == 3
+
+
 def test_time_series_frames(tmp_path):
     grey, _ = disk_image()
     series = np.stack([np.roll(grey, 4 * t, axis=1) for t in range(3)])

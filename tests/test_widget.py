@@ -168,6 +168,29 @@ def test_foreground_then_parts_keeps_hand_edits(make_napari_viewer, qtbot):
 
 
 @needs_display
+def test_objects_get_a_label_each_and_parts_run_inside_them(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    yy, xx = np.mgrid[:64, :96]
+    drawn = sum((yy - 32) ** 2 + (xx - x) ** 2 < 10**2 for x in (14, 48, 82))
+    noise = np.random.default_rng(0).normal(0, 5, drawn.shape)
+    viewer.add_image((40 + 150 * drawn + noise).astype(np.float32), name="cells")
+    foreground_widget = open_widget(viewer, "Foreground / background")
+    assert foreground_widget.form.controls["objects"] in list(foreground_widget.form.main)  # not under "advanced"
+    foreground_widget.form.set_values({"objects": "split"})
+    run_and_wait(qtbot, foreground_widget)
+    objects = viewer.layers["cells foreground"]
+    assert objects.data.dtype == np.uint32 and objects.data.max() == 3
+    assert objects.metadata["foreground"]["objects"] == 3
+    assert "(3 objects)" in foreground_widget.status.value
+
+    parts_widget = open_widget(viewer, "Parts")
+    assert parts_widget.mask_chooser.value is objects
+    parts_widget.parts_count.value = 2
+    run_and_wait(qtbot, parts_widget)
+    assert np.array_equal(viewer.layers["cells parts"].data > 0, objects.data > 0)
+
+
+@needs_display
 def test_parts_without_k(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     viewer.add_image(two_tone_disc(), name="disc", rgb=True)

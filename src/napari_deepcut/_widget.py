@@ -83,6 +83,7 @@ FOREGROUND_ONLY = (
     "min_piece",
     "keep_largest",
     "fill_holes",
+    "objects",
 )
 PARTS_ONLY = ("loss", "max_parts")
 #: Settings that shape the graph (the only ones the superpixel preview needs); names the engine
@@ -702,11 +703,11 @@ class _RunWidget(QWidget):
 
 class ForegroundWidget(_RunWidget):
     """Stage 1: foreground / background of the chosen image, as a new Labels layer
-    ``"<image> foreground"`` (1 = foreground)."""
+    ``"<image> foreground"`` (1 = foreground, or each object its own label with ``objects``)."""
 
     settings_section = "foreground"
     setting_names = tuple(f.name for f in fields() if f.name not in PARTS_ONLY)
-    main_settings = (*MAIN_SETTINGS, "foreground_loss", "foreground_clusters")
+    main_settings = (*MAIN_SETTINGS, "foreground_loss", "foreground_clusters", "objects")
     run_text = "Run"
 
     def _start_job(self) -> Callable[[], Outcome]:
@@ -719,7 +720,8 @@ class ForegroundWidget(_RunWidget):
         def stage_of_frame(prepared, t, progress):
             return foreground_stage(prepared, settings, progress, cancelled)
 
-        return self._frames_job(layer, axes, settings, "foreground", np.uint8, stage_of_frame)
+        dtype = np.uint8 if settings.objects == "off" else np.uint32
+        return self._frames_job(layer, axes, settings, "foreground", dtype, stage_of_frame)
 
     def _finish(self, outcome: Outcome) -> None:
         layer, axes = self._job_context
@@ -745,7 +747,10 @@ class ForegroundWidget(_RunWidget):
         for note in (_frame_note(outcome.metadata, layer.name), _relief_note(outcome.metadata, layer.name)):
             if note:
                 show_info(note)
-        self.status.value = self._done_text(f"added '{new.name}'")
+        counted = outcome.metadata["settings"]["objects"] != "off" and "frames" not in outcome.metadata
+        self.status.value = self._done_text(
+            f"added '{new.name}'" + (f" ({int(outcome.data.max())} objects)" if counted else "")
+        )
 
 
 class PartsWidget(_RunWidget):

@@ -371,12 +371,13 @@ def _write_outputs(job: _Job, parts, frames: bool, channel_axis, spacing) -> lis
         labels = None if parts is None else np.stack([r["parts"] for r in results])
     else:
         foreground, labels = results[0]["foreground"], results[0]["parts"]
-    write_labels(job.outputs["foreground"], foreground.astype(np.uint8))
+    info = results[0]["metadata"]
+    objects = info["settings"]["objects"] != "off"  # each object its own label
+    write_labels(job.outputs["foreground"], foreground.astype(np.uint32 if objects else np.uint8))
     written = [job.outputs["foreground"]]
     if parts is not None:
         write_labels(job.outputs["parts"], labels.astype(np.uint16))
         written.append(job.outputs["parts"])
-    info = results[0]["metadata"]
     record = {
         "napari_deepcut_version": info.get("napari_deepcut_version"),
         "input": str(job.path),

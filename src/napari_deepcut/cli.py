@@ -105,8 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
         "segment",
         help="segment image files or folders, write label TIFFs",
         description="Segment image files (tif, tiff, png, jpg) or folders of them. Writes "
-        "DIR/<stem>_foreground.tif (uint8 0/1), with --parts DIR/<stem>_parts.tif (uint16), and "
-        "DIR/<stem>_settings.json (reusable as --config).",
+        "DIR/<stem>_foreground.tif (uint8 0/1; with --objects, uint32 objects 1..N), with --parts "
+        "DIR/<stem>_parts.tif (uint16), and DIR/<stem>_settings.json (reusable as --config).",
     )
     seg.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files or folders")
     seg.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (created)")

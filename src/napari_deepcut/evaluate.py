@@ -62,6 +62,39 @@ def pixel_accuracy(prediction, truth) -> float:
     return float(np.mean(p == t)) if p.size else 1.0
 
 
+def _consecutive(labels: np.ndarray) -> tuple[np.ndarray, int]:
+    """Labels renumbered 0..n-1 in the order of their values (0, the background, stays 0), flat,
+    and n."""
+    values, inverse = np.unique(np.concatenate([[0], labels.ravel()]), return_inverse=True)
+    return inverse[1:], len(values)
+
+
+def object_matches(prediction, truth, threshold: float = 0.5) -> tuple[int, int, int]:
+    r"""Objects of two label images (0 = background, objects 1..N) matched one to one.
+
+    A predicted object p and a true object t match when :math:`|p \cap t| / |p \cup t| >`
+    ``threshold``; above 0.5 each object has at most one match, so no assignment is needed. The
+    object-level F1 is :math:`2\,TP / (2\,TP + FP + FN)`.
+
+    Returns
+    -------
+    tp, fp, fn : int
+        Matched pairs, predicted objects without a match, true objects without a match.
+    """
+    if threshold < 0.5:
+        raise ValueError(f"threshold must be at least 0.5 for one-to-one matches, got {threshold}")
+    p, t = np.asarray(prediction), np.asarray(truth)
+    if p.shape != t.shape:
+        raise ValueError(f"prediction has shape {p.shape}, truth {t.shape}")
+    (p, n_p), (t, n_t) = _consecutive(p), _consecutive(t)
+    both = (p > 0) & (t > 0)
+    pairs, overlap = np.unique(p[both].astype(np.int64) * n_t + t[both], return_counts=True)  # overlapping only
+    size_p, size_t = np.bincount(p, minlength=n_p), np.bincount(t, minlength=n_t)
+    union = size_p[pairs // n_t] + size_t[pairs % n_t] - overlap
+    tp = int(np.count_nonzero(overlap > threshold * union))
+    return tp, n_p - 1 - tp, n_t - 1 - tp
+
+
 # --- choosing the foreground without the mask ------------------------------------------------
 
 

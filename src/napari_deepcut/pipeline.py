@@ -32,6 +32,7 @@ from .choice import (
 from .cluster import Clustering, Progress, SegmentationCancelled, train_clustering
 from .graph import Graph, automatic_sigma, build_graph, node_means
 from .image import PreparedImage, content_box, level_background, opened_background, prepare_image
+from .objects import label_objects
 from .refine import ObjectRims, dim_objects, faint_objects, holes_filled, object_edges, object_holes, refine_labels
 from .relief import Shear
 from .settings import Settings, from_kwargs
@@ -109,8 +110,9 @@ class Segmentation:
 
     Attributes
     ----------
-    foreground : ndarray of uint8
-        1 = foreground, 0 = background; the input's spatial shape.
+    foreground : ndarray of uint8, or of uint32 with ``objects``
+        1 = foreground, 0 = background; the input's spatial shape. With ``objects="connected"``
+        or ``"split"``, objects 1..N (:func:`~napari_deepcut.objects.label_objects`).
     parts : ndarray of uint16 or None
         0 = background, parts 1..k ordered by decreasing size; None when no parts were asked for.
     foreground_stage, parts_stage : StageResult
@@ -161,6 +163,8 @@ def run_metadata(settings: Settings, *stages: StageResult | None) -> dict:
                 info[name]["inside_frame"] = [list(ends) for ends in stage.inside_frame]
             if stage.relief is not None:
                 info[name]["relief_shear_degrees"] = round(float(np.degrees(stage.relief.angle)), 1)
+            if name == "foreground" and settings.objects != "off":
+                info[name]["objects"] = int(stage.labels.max())
     return info
 
 
@@ -392,10 +396,14 @@ def foreground_stage(
     can be measured, so a large field is looked at more finely before it is called empty: unless no
     detail finer than the superpixels rises above what noise reaches
     (:func:`~napari_deepcut.checks.finer_detail`), as in a field of noise, graded or not, where the
-    finer runs would cost ten times the first for nothing."""
+    finer runs would cost ten times the first for nothing.
+
+    Last, with ``objects="connected"`` or ``"split"``, each object of the foreground gets a label
+    of its own, 1..N, touching objects split apart with ``"split"``
+    (:func:`~napari_deepcut.objects.label_objects`)."""
     retries = retry_segments(image.spatial_shape, settings.n_segments)
     if not (settings.retry_finer and settings.nodes == "superpixels" and retries):
-        return _find_foreground(image, settings, progress, cancel)
+        return _labelled(_find_foreground(image, settings, progress, cancel), image, settings, progress, cancel)
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -419,6 +427,18 @@ def foreground_stage(
     for caught_warning in caught:
         warnings.warn(caught_warning.message, stacklevel=3)
     result.seconds = time.perf_counter() - start
+    return _labelled(result, image, settings, progress, cancel)
+
+
+def _labelled(result: StageResult, image: PreparedImage, settings: Settings, progress, cancel) -> StageResult:
+    """The foreground stage's result with each object its own label, as ``settings.objects``
+    says (:func:`~napari_deepcut.objects.label_objects`); as it was with ``objects="off"``."""
+    if settings.objects == "off":
+        return result
+    start = time.perf_counter()
+    _begin_step("labelling objects", "foreground", progress, cancel)
+    result.labels = label_objects(result.labels, image.spacing, split=settings.objects == "split")
+    result.seconds += time.perf_counter() - start
     return result
 
 

@@ -25,6 +25,7 @@ DINO_MODELS = (
 DEVICES = ("auto", "cpu", "cuda", "mps")
 CLUSTERINGS = ("gnn", "spectral")
 SIDES = ("many", "always", "off")
+OBJECT_LABELS = ("off", "connected", "split")
 
 
 def _setting(default: Any, help: str, **limits: Any) -> Any:
@@ -352,6 +353,15 @@ class Settings:
         False, "Post-processing: keep only the largest foreground component."
     )
     fill_holes: bool = _setting(False, "Post-processing: fill holes in the foreground.")
+    objects: Literal["off", "connected", "split"] = _setting(
+        "off",
+        "Foreground labels: 1 for all of it (off); each connected object its own label 1..N "
+        "(connected); or that with objects that touch split where the neck between them is "
+        "narrower than 0.7 of the narrower one's width (split: a watershed of the distance to the "
+        "background), for counting and measuring nuclei and cells. Each frame of a series is "
+        "numbered on its own.",
+        choices=OBJECT_LABELS,
+    )
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied and checked."""
