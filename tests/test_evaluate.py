@@ -113,6 +113,39 @@ def test_evaluate_command_writes_table_csv_and_plot(tmp_path, capsys):
     assert not list(out.glob("worst-*.png"))  # --worst 0
 
 
+def test_masks_that_label_their_objects_are_scored_object_by_object(tmp_path, capsys):
+    # two fields of three disks, two of them touching; the reference labels each disk
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    yy, xx = np.mgrid[:60, :90]
+    labels = np.zeros((60, 90), np.uint8)
+    for label, (y, x) in enumerate([(30, 18), (30, 38), (30, 72)], 1):  # 1 and 2 overlap
+        labels[(yy - y) ** 2 + (xx - x) ** 2 < 11**2] = label
+    for i in range(2):
+        noise = np.random.default_rng(i).normal(0, 6, labels.shape)
+        iio.imwrite(images / f"f{i}.png", np.clip(50 + 150 * (labels > 0) + noise, 0, 255).astype(np.uint8))
+        iio.imwrite(masks / f"f{i}.png", labels)
+    assert ev.object_f1(labels > 0, labels) == 1.0  # split at the neck, each disk matched
+    assert ev.object_f1(np.zeros_like(labels), labels) == 0.0
+    assert ev.object_f1(np.zeros_like(labels), np.zeros_like(labels)) == 1.0
+
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--images", str(images), "--masks", str(masks), "--methods", "otsu",
+                 "--out", str(out), "--worst", "0", *FAST]) == 0
+    table = capsys.readouterr().out
+    assert "object F1 |" in table and "| otsu | 2 |" in table
+    rows = list(csv.DictReader(open(out / "scores.csv")))
+    expected = [ev.object_f1(ev.METHODS["otsu"](iio.imread(images / f"f{i}.png"), Settings())[0], labels) for i in range(2)]
+    assert [float(r["object_f1"]) for r in rows] == pytest.approx(expected, abs=1e-6)
+    assert min(expected) > 0.8  # Otsu finds the disks; a speck of noise may add an object
+
+    (tmp_path / "binary").mkdir()
+    binary = _dataset(tmp_path / "binary", n=1)  # one foreground value: no object score
+    scores = ev.evaluate(ev.find_pairs(*binary), ["otsu"], Settings(), show_progress=False)
+    assert math.isnan(scores[0].object_f1) and "object F1" not in ev.format_table(ev.summarise(scores, ["otsu"]))
+
+
 def test_worst_scores_are_the_lowest_without_failures():
     scores = [ev.Score(name, "m", value, 0.5, 0.1) for name, value in
               [("a", 0.9), ("b", 0.2), ("c", math.nan), ("d", 0.2), ("e", 0.5)]]

@@ -278,10 +278,27 @@ def find_pairs(images_dir, masks_dir, limit: int | None = None) -> list[tuple[Pa
 
 def read_mask(path) -> np.ndarray:
     """A reference mask: non-zero = foreground (first channel of a colour mask)."""
+    return read_reference(path) != 0
+
+
+def read_reference(path) -> np.ndarray:
+    """A reference as stored: 0 = background, and either one value for the foreground or one
+    label per object (first channel of a colour mask)."""
     mask = read_image(path)
     if mask.ndim == 3 and mask.shape[-1] in (3, 4):
         mask = mask[..., 0]
-    return mask != 0
+    return mask
+
+
+def object_f1(prediction, reference) -> float:
+    r"""Object-level F1 of a foreground against a reference of labelled objects: the prediction's
+    objects split apart (:func:`~napari_deepcut.objects.label_objects`) and matched one to one at
+    IoU over 0.5 (:func:`object_matches`), :math:`2\,TP / (2\,TP + FP + FN)`; 1 when both hold
+    no object."""
+    from .objects import label_objects
+
+    tp, fp, fn = object_matches(label_objects(np.asarray(prediction) != 0), reference)
+    return 1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
 
 
 @dataclass
@@ -297,6 +314,8 @@ class Score:
     iou_other_side: float = math.nan
     """IoU of the complement of the prediction: a diagnostic telling a good cut with the wrong side
     called foreground (high) from a bad cut (low)."""
+    object_f1: float = math.nan
+    """:func:`object_f1`, where the reference labels its objects one by one (else NaN)."""
 
 
 def evaluate(
@@ -307,8 +326,10 @@ def evaluate(
 ) -> list[Score]:
     """Run every method on every image and score its foreground against the mask.
 
-    A method that fails on an image scores NaN there and its error goes into ``note``.
-    Seconds are wall time of the method alone (reading files excluded).
+    Where a mask labels its objects one by one (more than one non-zero value), each foreground is
+    also scored object by object (:func:`object_f1`). A method that fails on an image scores NaN
+    there and its error goes into ``note``. Seconds are wall time of the method alone (reading
+    files and the object score excluded).
     """
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -324,10 +345,12 @@ def evaluate(
     scores = []
     for image_path, mask_path in iterator:
         try:
-            image, truth = read_image(image_path), read_mask(mask_path)
+            image, reference = read_image(image_path), read_reference(mask_path)
         except ValueError as error:
             scores += [Score(image_path.name, m, math.nan, math.nan, math.nan, str(error)) for m in methods]
             continue
+        truth = reference != 0
+        objects = len(np.unique(reference)) > 2  # labelled one by one, not one foreground value
         for method in methods:
             start = time.perf_counter()
             try:
@@ -335,7 +358,8 @@ def evaluate(
                 seconds = time.perf_counter() - start
                 scores.append(
                     Score(image_path.name, method, iou(prediction, truth), pixel_accuracy(prediction, truth),
-                          seconds, note, iou(~np.asarray(prediction, bool), truth))
+                          seconds, note, iou(~np.asarray(prediction, bool), truth),
+                          object_f1(prediction, reference) if objects else math.nan)
                 )
             except Exception as error:  # a failing method must not end the evaluation
                 scores.append(Score(image_path.name, method, math.nan, math.nan, math.nan, f"{type(error).__name__}: {error}"))
@@ -344,13 +368,15 @@ def evaluate(
 
 def summarise(scores: list[Score], methods: list[str]) -> list[dict]:
     """Per method: images scored, mean IoU (mIoU), its standard error, mean pixel accuracy, mean
-    seconds per image, failures, and the diagnostic mean of ``max(IoU, IoU of the complement)``
-    (the score had the method always picked the better side as foreground)."""
+    seconds per image, failures, the diagnostic mean of ``max(IoU, IoU of the complement)`` (the
+    score had the method always picked the better side as foreground), and the mean object F1 over
+    the images whose masks label their objects (NaN without such masks)."""
     rows = []
     for method in methods:
         mine = [s for s in scores if s.method == method]
         good = [s for s in mine if not math.isnan(s.iou)]
         ious = np.array([s.iou for s in good])
+        f1 = [s.object_f1 for s in good if not math.isnan(s.object_f1)]  # masks of labelled objects
         rows.append(
             {
                 "method": method,
@@ -361,6 +387,7 @@ def summarise(scores: list[Score], methods: list[str]) -> list[dict]:
                 "seconds": float(np.mean([s.seconds for s in good])) if good else math.nan,
                 "failed": len(mine) - len(good),
                 "better_side": float(np.mean([max(s.iou, s.iou_other_side) for s in good])) if good else math.nan,
+                "object_f1": float(np.mean(f1)) if f1 else math.nan,
             }
         )
     return rows
@@ -368,27 +395,30 @@ def summarise(scores: list[Score], methods: list[str]) -> list[dict]:
 
 def format_table(rows: list[dict]) -> str:
     """The summary as a markdown table (* the better-side column is a diagnostic, not a score: it
-    looks at the mask to pick the side)."""
+    looks at the mask to pick the side), with an object F1 column where masks label objects."""
+    objects = any(not math.isnan(r.get("object_f1", math.nan)) for r in rows)
     lines = [
-        "| method | images | foreground mIoU | pixel accuracy | s / image | failed | mIoU, better side* |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| method | images | foreground mIoU | pixel accuracy | s / image | failed | mIoU, better side* |"
+        + (" object F1 |" if objects else ""),
+        "|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if objects else ""),
     ]
     for r in rows:
         lines.append(
             f"| {r['method']} | {r['images']} | {r['mIoU']:.3f} ± {r['sem']:.3f} | {r['accuracy']:.3f} "
             f"| {r['seconds']:.2f} | {r['failed']} | {r['better_side']:.3f} |"
+            + (f" {r['object_f1']:.3f} |" if objects else "")
         )
     return "\n".join(lines)
 
 
 def write_scores_csv(scores: list[Score], path) -> None:
-    """One row per (image, method): iou, accuracy, seconds, iou_other_side, note."""
+    """One row per (image, method): iou, accuracy, seconds, iou_other_side, object_f1, note."""
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["image", "method", "iou", "accuracy", "seconds", "iou_other_side", "note"])
+        writer.writerow(["image", "method", "iou", "accuracy", "seconds", "iou_other_side", "object_f1", "note"])
         for s in scores:
             writer.writerow([s.image, s.method, f"{s.iou:.6f}", f"{s.accuracy:.6f}", f"{s.seconds:.4f}",
-                             f"{s.iou_other_side:.6f}", s.note])
+                             f"{s.iou_other_side:.6f}", f"{s.object_f1:.6f}", s.note])
 
 
 def plot_scores(scores: list[Score], methods: list[str], path, title: str = "") -> None:
