@@ -37,6 +37,7 @@ import numpy as np
 
 from .files import IMAGE_SUFFIXES, read_image
 from .graph import border_mask
+from .objects import label_objects
 from .settings import Settings
 
 # --- metrics -----------------------------------------------------------------------------------
@@ -295,8 +296,6 @@ def object_f1(prediction, reference) -> float:
     objects split apart (:func:`~napari_deepcut.objects.label_objects`) and matched one to one at
     IoU over 0.5 (:func:`object_matches`), :math:`2\,TP / (2\,TP + FP + FN)`; 1 when both hold
     no object."""
-    from .objects import label_objects
-
     tp, fp, fn = object_matches(label_objects(np.asarray(prediction) != 0), reference)
     return 1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
 
