@@ -173,7 +173,7 @@ def test_objects_get_a_label_each_and_parts_run_inside_them(make_napari_viewer, 
     yy, xx = np.mgrid[:64, :96]
     drawn = sum((yy - 32) ** 2 + (xx - x) ** 2 < 10**2 for x in (14, 48, 82))
     noise = np.random.default_rng(0).normal(0, 5, drawn.shape)
-    viewer.add_image((40 + 150 * drawn + noise).astype(np.float32), name="cells")
+    viewer.add_image((40 + 150 * drawn + noise).astype(np.float32), name="cells", scale=(0.5, 0.5))
     foreground_widget = open_widget(viewer, "Foreground / background")
     assert foreground_widget.form.controls["objects"] in list(foreground_widget.form.main)  # not under "advanced"
     foreground_widget.form.set_values({"objects": "split"})
@@ -182,6 +182,9 @@ def test_objects_get_a_label_each_and_parts_run_inside_them(make_napari_viewer, 
     assert objects.data.dtype == np.uint32 and objects.data.max() == 3
     assert objects.metadata["foreground"]["objects"] == 3
     assert "(3 objects)" in foreground_widget.status.value
+    sizes = objects.features  # each object's area in the layer's units, shown on hover
+    assert list(sizes["index"]) == [1, 2, 3]
+    np.testing.assert_allclose(sizes["area"], [np.count_nonzero(objects.data == k) * 0.25 for k in (1, 2, 3)])
 
     parts_widget = open_widget(viewer, "Parts")
     assert parts_widget.mask_chooser.value is objects

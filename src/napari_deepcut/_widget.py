@@ -748,6 +748,8 @@ class ForegroundWidget(_RunWidget):
             if note:
                 show_info(note)
         counted = outcome.metadata["settings"]["objects"] != "off" and "frames" not in outcome.metadata
+        if counted:
+            new.features = object_sizes(outcome.data, new.scale)  # shown on hover, and in feature tables
         self.status.value = self._done_text(
             f"added '{new.name}'" + (f" ({int(outcome.data.max())} objects)" if counted else "")
         )
@@ -831,6 +833,14 @@ class PartsWidget(_RunWidget):
         layer, axes = self._job_context
         new = self.add_result_layer(outcome.data, layer, axes, "parts", outcome.metadata)
         self.status.value = self._done_text(f"added '{new.name}' ({int(outcome.data.max())} parts)")
+
+
+def object_sizes(objects: np.ndarray, scale) -> dict[str, np.ndarray]:
+    """Each object's area (2D) or volume (3D) in the layer's units, as a napari feature table: an
+    ``index`` column of the labels 1..N and one of their sizes."""
+    pixels = np.bincount(objects.ravel())[1:]
+    name = "area" if objects.ndim == 2 else "volume"
+    return {"index": np.arange(1, len(pixels) + 1), name: pixels * float(np.prod(np.abs(scale)))}
 
 
 def segment_frames(data, layer, axes: ImageAxes, dtype, stage_of_frame: Callable, relay, cancelled):
