@@ -57,9 +57,10 @@ def label_objects(mask: np.ndarray, spacing=None, split: bool = True) -> np.ndar
     """
     mask = np.asarray(mask, bool)
     full = ndimage.generate_binary_structure(mask.ndim, mask.ndim)
-    pieces, count = ndimage.label(mask, full, output=np.uint32)
-    if not split or count == 0:
-        return pieces
+    if not split:
+        return ndimage.label(mask, full, output=np.uint32)[0]
+    if not mask.any():
+        return np.zeros(mask.shape, np.uint32)
     from skimage.morphology import local_maxima
     from skimage.segmentation import watershed
 
