@@ -1440,6 +1440,22 @@ def test_small_objects_on_a_large_field_keep_their_tops():
     assert iou(segment(image).foreground, truth) > 0.75
 
 
+def test_filled_extreme_is_the_extreme_of_the_grey_opening_and_closing():
+    """Read at the few pixels beyond the level (or over the whole image, where they are many),
+    the extreme level filling a 3-pixel square (cube) is that of scipy's opening (closing)."""
+    from napari_deepcut.image import _filled_extreme
+
+    rng = np.random.default_rng(0)
+    for shape in [(9, 11), (7, 8, 9), (3, 3)]:
+        for dtype in (np.uint8, np.float32):
+            array = rng.integers(0, 50, shape).astype(dtype)
+            array[(slice(0, 3),) * len(shape)] = 60  # a square at the corner: the border repeated
+            for level in np.percentile(array, [99.8, 50]):
+                assert _filled_extreme(array, level, True) == max(level, ndimage.grey_opening(array, size=3).max())
+            for level in np.percentile(array, [0.2, 50]):
+                assert _filled_extreme(array, level, False) == min(level, ndimage.grey_closing(array, size=3).min())
+
+
 def test_grey_stored_as_rgb_is_read_as_grey():
     """Dim fluorescence saved as RGB, grey or in green: one channel, rescaled between its
     percentiles like any grey image (Lab's L would squeeze its dark range); the segmentation is

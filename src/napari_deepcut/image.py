@@ -227,7 +227,11 @@ def _filled_extreme(channel: np.ndarray, level: float, top: bool) -> float:
     The opening's maximum is its erosion's, and only squares wholly beyond ``level`` can pass it,
     so the erosion is read at the pixels beyond ``level`` alone (the percentile's few), from their
     neighbours with the border repeated, as :func:`scipy.ndimage.grey_opening` reflects it."""
-    beyond = np.argwhere(channel > level if top else channel < level)
+    beyond = channel > level if top else channel < level
+    if np.count_nonzero(beyond) > beyond.size // 20:  # not few (a strided sample can miss a pattern)
+        filtered = ndimage.grey_opening(channel, size=3).max() if top else ndimage.grey_closing(channel, size=3).min()
+        return max(level, float(filtered)) if top else min(level, float(filtered))
+    beyond = np.argwhere(beyond)
     if not len(beyond):
         return level
     least = channel[tuple(beyond.T)]
