@@ -71,7 +71,7 @@ class PreparedImage:
     def channels(self, unclipped: bool = False) -> Iterator[np.ndarray]:
         """The channels of :attr:`colour`, one at a time; with ``unclipped``, as the rescaling
         leaves them before it clips them to [0, 1] (:func:`percentile_rescale`), where the input is
-        known: objects rarer than the share clipped keep the tops (bottoms) of their steps."""
+        known: objects beyond the percentiles keep the tops (bottoms) of their steps."""
         for c in range(self.data.shape[-1]):
             if not (unclipped and self.source is not None and self.levels is not None):
                 yield self.colour[..., c]

@@ -334,9 +334,9 @@ def object_edges(mask: np.ndarray, image: PreparedImage, rims: ObjectRims | None
     The colours are projected on the step between the two sides' mean colours,
     :math:`v_p = (x_p - m_B) \cdot (m_F - m_B) / |m_F - m_B|` (the intensity itself, up to scale,
     for grey), on the intensities as rescaled before they are clipped to [0, 1]
-    (:meth:`~napari_deepcut.image.PreparedImage.channels`): an object rarer than the share the
-    rescaling clips (dark objects on 1 % of a bright field) keeps the depth of its step, which
-    clipped would put its edge too far out. For each connected object o, with :math:`F_o` the
+    (:meth:`~napari_deepcut.image.PreparedImage.channels`): an object beyond the percentile the
+    rescaling clips at (the brightest of many objects of a tenfold range of brightness) keeps the
+    depth of its step, which clipped would put its edge too far out. For each connected object o, with :math:`F_o` the
     median of v over the object and :math:`B_o` its median over a ring :data:`OBJECT_RING` wide
     just beyond a band of :data:`OBJECT_BAND` around the object's edge, the pixels of that band
     (inside and outside, outside pixels going to the nearest object) are foreground when
