@@ -1029,8 +1029,6 @@ def test_pixel_nodes_of_a_sparse_field_keep_no_specks_of_noise():
     extends to such rare objects, and the defaults find the nuclei alone."""
     import dataclasses
 
-    from napari_deepcut.image import percentile_levels
-
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:512, :512]
     drawn = np.zeros((512, 512))
@@ -1044,9 +1042,7 @@ def test_pixel_nodes_of_a_sparse_field_keep_no_specks_of_noise():
     on_pixels = dict(seed=0, nodes="pixels", downsample=2)
     found = segment(image, **on_pixels).foreground > 0
     assert iou(found, nuclei) > 0.85 and not (found & ~near).any()
-    prepared = prepare_image(image)
-    low, high = (float(level) for level in percentile_levels(image, rare=False))
-    stretched = dataclasses.replace(prepared, data=np.clip((image.astype(np.float32) - low) / (high - low), 0, 1)[..., None])
+    stretched = dataclasses.replace(prepare_image(image), data=percentile_rescale(image, rare=False)[..., None])
     settings = Settings(**on_pixels)
     kept = pipeline.foreground_stage(stretched, settings).labels > 0
     specks = pipeline.foreground_stage(stretched, settings.replace(object_significance=0)).labels > 0

@@ -190,7 +190,7 @@ def percentile_rescale(channel: np.ndarray, low: float = 1.0, high: float = 99.8
     .. math:: p_{high} \leftarrow \max(p_{high}, \max \gamma_3(x)) \quad \text{if} \quad
               |\{x > m + 4 \hat\sigma\}| < 0.04 N \ \text{and} \ \max x > m + 8 \hat\sigma.
     """
-    return np.clip(_rescaled(channel, *percentile_levels(channel, low, high, rare)), 0.0, 1.0)
+    return np.clip(_rescaled(channel, *percentile_levels(channel, low, high, rare)), 0.0, 1.0).astype(np.float32, copy=False)
 
 
 def _rescaled(channel: np.ndarray, lo: float, hi: float) -> np.ndarray:
