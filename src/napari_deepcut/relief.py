@@ -186,10 +186,8 @@ def relief_view(image: PreparedImage) -> tuple[PreparedImage, Shear | None]:
     (:func:`relief_shear`, strength at least :data:`RELIEF_PAIRING`), most of it lies at its
     background's grey (:data:`RELIEF_FLAT`), and its integral (:func:`integrate_relief`) is more
     skewed than it by at least :data:`RELIEF_SKEW`. The
-    integral, rescaled between its 1st and 99.8th percentiles, replaces the image for every later
-    step (graph, decision, edges); not beyond them to rare objects, as the pixel noise that rule
-    measures is not the integral's, which is summed along the shear. RGB, multichannel and 3D
-    images are left as they are.
+    integral, rescaled between its percentiles as any grey image, replaces the image for every
+    later step (graph, decision, edges). RGB, multichannel and 3D images are left as they are.
 
     Returns
     -------
@@ -210,4 +208,4 @@ def relief_view(image: PreparedImage) -> tuple[PreparedImage, Shear | None]:
     path = integrate_relief(grey, shear)
     if _skewness(path) - abs(_skewness(flat)) < RELIEF_SKEW:
         return image, None
-    return dataclasses.replace(image, data=percentile_rescale(path, rare=False)[..., None], source=None, levels=None), shear
+    return dataclasses.replace(image, data=percentile_rescale(path)[..., None], source=None, levels=None), shear
