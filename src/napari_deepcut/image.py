@@ -229,18 +229,17 @@ def _filled_extreme(channel: np.ndarray, level: float, top: bool) -> float:
     neighbours with the border repeated, as :func:`scipy.ndimage.grey_opening` reflects it."""
     beyond = channel > level if top else channel < level
     if np.count_nonzero(beyond) > beyond.size // 20:  # not few (a strided sample can miss a pattern)
-        filtered = ndimage.grey_opening(channel, size=3).max() if top else ndimage.grey_closing(channel, size=3).min()
-        return max(level, float(filtered)) if top else min(level, float(filtered))
-    beyond = np.argwhere(beyond)
-    if not len(beyond):
-        return level
-    least = channel[tuple(beyond.T)]
-    keep = np.minimum if top else np.maximum
-    upper = np.array(channel.shape) - 1
-    for offset in itertools.product((-1, 0, 1), repeat=channel.ndim):
-        least = keep(least, channel[tuple(np.clip(beyond + offset, 0, upper).T)])
-    extreme = float(least.max() if top else least.min())
-    return max(level, extreme) if top else min(level, extreme)
+        filled = ndimage.grey_opening(channel, size=3) if top else ndimage.grey_closing(channel, size=3)
+    else:
+        beyond = np.argwhere(beyond)
+        if not len(beyond):
+            return level
+        filled = channel[tuple(beyond.T)]  # the erosion (dilation) at those pixels
+        keep = np.minimum if top else np.maximum
+        upper = np.array(channel.shape) - 1
+        for offset in itertools.product((-1, 0, 1), repeat=channel.ndim):
+            filled = keep(filled, channel[tuple(np.clip(beyond + offset, 0, upper).T)])
+    return max(level, float(filled.max())) if top else min(level, float(filled.min()))
 
 
 def _rescale_channels(array: np.ndarray) -> tuple[np.ndarray, tuple[tuple[float, float], ...]]:
