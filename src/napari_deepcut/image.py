@@ -101,13 +101,25 @@ class PreparedImage:
 def noise_level(colour: np.ndarray) -> float:
     r"""Standard deviation of pixel noise, from differences of neighbouring pixels along the last
     spatial axis: :math:`\hat\sigma_c = \mathrm{MAD}(\Delta x_c) / (0.6745 \sqrt 2)` per channel
-    (edges are few, so the median skips them), combined as :math:`\sqrt{\sum_c \hat\sigma_c^2}`."""
+    (edges are few, so the median skips them), combined as :math:`\sqrt{\sum_c \hat\sigma_c^2}`.
+
+    Two neighbours both at the channel's minimum, or both at its maximum, are left out: in a
+    saturated background (a bright field clipped at 255, a dark one at 0) they differ by nothing
+    whatever the noise, and they would hide it. Unless they are most pairs: then the image is
+    mostly one exact level (a noiseless or masked background), and its noise is 0 as measured."""
     lines = colour.reshape(-1, *colour.shape[-2:])  # (lines, pixels along the last axis, C)
     lines = lines[:: max(1, lines.size // 4_000_000)]  # evenly spaced lines: as robust, and fast
     lines = lines.astype(np.float32, copy=False)  # integer differences would wrap
-    step = np.diff(lines, axis=1).reshape(-1, colour.shape[-1])
-    mad = np.median(np.abs(step - np.median(step, 0)), 0)
-    return float(np.linalg.norm(mad / (0.6745 * np.sqrt(2.0))))
+    step = np.diff(lines, axis=1)
+    sigmas = []
+    for c in range(colour.shape[-1]):
+        channel, change = lines[..., c], step[..., c]
+        first = channel[:, :-1]
+        clipped = (change == 0) & ((first == channel.min()) | (first == channel.max()))
+        n_clipped = np.count_nonzero(clipped)
+        kept = change[~clipped] if 0 < 2 * n_clipped < clipped.size else change.ravel()
+        sigmas.append(np.median(np.abs(kept - np.median(kept))) / (0.6745 * np.sqrt(2.0)))
+    return float(np.linalg.norm(sigmas))
 
 
 def noise_gain(widths: tuple[float, ...], block: int = 1) -> float:
