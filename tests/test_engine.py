@@ -26,7 +26,7 @@ from napari_deepcut.graph import (
     pixel_labels,
     region_adjacency,
 )
-from napari_deepcut.image import noise_gain, noise_level, percentile_rescale, prepare_image, smoothing_widths, trend_steps
+from napari_deepcut.image import noise_gain, noise_level, percentile_levels, percentile_rescale, prepare_image, smoothing_widths, trend_steps
 from napari_deepcut.losses import Affinity, correlation_clustering_loss, modularity_loss, ncut_loss
 from napari_deepcut.pipeline import drop_small_pieces
 from napari_deepcut.settings import Settings, from_kwargs
@@ -1458,6 +1458,23 @@ def test_a_saturated_bright_field_keeps_its_noise_and_its_objects():
     assert iou(segment(image).foreground, truth) > 0.9
     # mostly one exact level (a noiseless or masked background): no noise, as before
     assert noise_level(np.where(truth, 100, 0).astype(np.uint8)[..., None]) == 0.0
+
+
+def test_rare_objects_in_heavy_noise_extend_the_range_from_a_saturated_top():
+    """Noise of 0.15 of an 8-bit range on a dark field: no pixel can stand 8 times the noise above
+    the median before 255, so the rare-objects rule never fired; the top stayed at the 99.8th
+    percentile, in the noise (155), and the four discs scored 0.78. A maximum at 255 is
+    saturated: the top now extends to the discs' filled top."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:768, :768]
+    truth = np.zeros(yy.shape, bool)
+    for (cy, cx), r in zip(rng.uniform(20, 748, (4, 2)), rng.uniform(6, 12, 4)):
+        truth |= (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
+    image = 0.1 + 0.8 * ndimage.gaussian_filter(truth.astype(float), 1.5) + rng.normal(0, 0.15, truth.shape)
+    image = (image.clip(0, 1) * 255).astype(np.uint8)
+    assert image.max() == 255 and 8 * noise_level(image[..., None]) > 255 - np.median(image)
+    assert percentile_levels(image)[1] > 200 > percentile_levels(image, rare=False)[1]
+    assert iou(segment(image).foreground, truth) > 0.9
 
 
 def test_filled_extreme_is_the_extreme_of_the_grey_opening_and_closing():
