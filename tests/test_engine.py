@@ -1410,15 +1410,22 @@ def test_objects_rarer_than_the_clipped_share_keep_their_brightness():
     assert percentile_rescale(dark)[truth].mean() < 0.2
 
 
+def scattered_discs(rng, size, count, radii, margin):
+    """Bool mask of ``count`` discs of radii drawn in ``radii``, centred at least ``margin`` from
+    the border of a ``size`` x ``size`` field (they may overlap)."""
+    yy, xx = np.mgrid[:size, :size]
+    truth = np.zeros((size, size), bool)
+    for (cy, cx), r in zip(rng.uniform(margin, size - margin, (count, 2)), rng.uniform(*radii, count)):
+        truth |= (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
+    return truth
+
+
 def small_spots(size=512, count=40, seed=0):
     """Forty bright spots, radius 2-3.5 blurred by 1.5 pixels, on a dark field with noise: about
     0.4 % of the pixels, more than the 0.2 % the top percentile clips, so the percentile lies
     inside them. (uint8 image, bool truth)."""
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    truth = np.zeros((size, size), bool)
-    for (cy, cx), r in zip(rng.uniform(12, size - 12, (count, 2)), rng.uniform(2.0, 3.5, count)):
-        truth |= (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
+    truth = scattered_discs(rng, size, count, (2.0, 3.5), margin=12)
     image = 20 + 200 * ndimage.gaussian_filter(truth.astype(float), 1.5) + rng.normal(0, 6, truth.shape)
     return image.clip(0, 255).astype(np.uint8), truth
 
@@ -1440,10 +1447,7 @@ def saturated_bright_field(size=1024, count=12, noise=8.0, seed=0):
     """Twelve dark discs (radius 6-12, 0.3 % of the field) on a bright field drawn at 255 with
     noise of 8 grey levels, so half of its pixels are clipped at 255. (uint8 image, bool truth)."""
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    truth = np.zeros((size, size), bool)
-    for (cy, cx), r in zip(rng.uniform(20, size - 20, (count, 2)), rng.uniform(6, 12, count)):
-        truth |= (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
+    truth = scattered_discs(rng, size, count, (6, 12), margin=20)
     image = 255 * (1 - 0.6 * ndimage.gaussian_filter(truth.astype(float), 1.5)) + rng.normal(0, noise, truth.shape)
     return image.clip(0, 255).astype(np.uint8), truth
 
@@ -1466,10 +1470,7 @@ def test_rare_objects_in_heavy_noise_extend_the_range_from_a_saturated_top():
     percentile, in the noise (155), and the four discs scored 0.78. A maximum at 255 is
     saturated: the top now extends to the discs' filled top."""
     rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:768, :768]
-    truth = np.zeros(yy.shape, bool)
-    for (cy, cx), r in zip(rng.uniform(20, 748, (4, 2)), rng.uniform(6, 12, 4)):
-        truth |= (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
+    truth = scattered_discs(rng, 768, 4, (6, 12), margin=20)
     image = 0.1 + 0.8 * ndimage.gaussian_filter(truth.astype(float), 1.5) + rng.normal(0, 0.15, truth.shape)
     image = (image.clip(0, 1) * 255).astype(np.uint8)
     assert image.max() == 255 and 8 * noise_level(image[..., None]) > 255 - np.median(image)
