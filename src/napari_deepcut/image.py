@@ -226,14 +226,12 @@ def percentile_levels(
         median = float(np.median(sample))
         reach = RARE_OBJECTS * noise_level(channel[..., None])
         top, bottom = float(flat.max()), float(flat.min())
-        limits = np.iinfo(channel.dtype) if channel.dtype.kind in "iu" else None  # saturation
-        if (sample > median + reach).mean() < RARE_SHARE and (
-            top > median + 2 * reach or (limits is not None and top == limits.max)
-        ):
+        # an integer type's limits, where the objects may be saturated (none for floats)
+        limits = np.iinfo(channel.dtype) if channel.dtype.kind in "iu" else None
+        floor, ceiling = (limits.min, limits.max) if limits is not None else (-np.inf, np.inf)
+        if (sample > median + reach).mean() < RARE_SHARE and (top > median + 2 * reach or top == ceiling):
             hi = _filled_extreme(channel, hi, top=True)
-        if (sample < median - reach).mean() < RARE_SHARE and (
-            bottom < median - 2 * reach or (limits is not None and bottom == limits.min)
-        ):
+        if (sample < median - reach).mean() < RARE_SHARE and (bottom < median - 2 * reach or bottom == floor):
             lo = _filled_extreme(channel, lo, top=False)
     if hi <= lo:
         lo, hi = float(flat.min()), float(flat.max())
